@@ -1,0 +1,174 @@
+"""`radflow <stage>`: parses arguments and calls the stage; holds no logic of its own.
+
+With --json every stage prints exactly one JSON object as the last line of stdout and
+exits 0 on success, 1 on failure (the object then has "error"). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pipelines.errors import RadflowError
+
+
+def _stack(args: argparse.Namespace) -> Any:
+    from pipelines.stack import manage
+
+    only = args.only.split(",") if args.only else None
+    if args.action == "up":
+        return manage.up(only=only)
+    if args.action == "down":
+        return manage.down(only=only)
+    return manage.status()
+
+
+def _synth(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from pipelines.synth.run import run
+
+    return run(
+        exams=args.exams, study_date=args.date, site=args.site, seed=args.seed,
+        push=not args.no_push, out_dir=Path(args.out) if args.out else None,
+        positive_rate=args.positive_rate, scale=args.scale,
+    )
+
+
+def _ingest(args: argparse.Namespace) -> Any:
+    from pipelines.ingest import run
+
+    return run.run(limit=args.limit)
+
+
+def _validate(args: argparse.Namespace) -> Any:
+    from pipelines.validation import run
+
+    return run.run(suite=args.suite)
+
+
+def _train(args: argparse.Namespace) -> Any:
+    from pipelines.training import run
+
+    return run.run(epochs=args.epochs, seed=args.seed)
+
+
+def _promote(args: argparse.Namespace) -> Any:
+    from pipelines.registry import promote
+
+    return promote.run(approver=args.approver, reason=args.reason, version=args.version)
+
+
+def _deploy(args: argparse.Namespace) -> Any:
+    from pipelines.serving import deploy
+
+    return deploy.run(alias=args.alias)
+
+
+def _screen(args: argparse.Namespace) -> Any:
+    from pipelines.screening import run
+
+    return run.run(study_date=args.date)
+
+
+def _demo(args: argparse.Namespace) -> Any:
+    from pipelines import demo
+
+    return demo.run(exams=args.exams, days=args.days, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radflow",
+        description="Hospital imaging MLOps: Orthanc -> Airflow -> PyTorch/MLflow -> Triton -> PACS.",
+    )
+    parser.add_argument("--state-dir", help="state folder (default .radflow, env RADFLOW_STATE_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("stack", _stack, "start, inspect or stop the local Orthanc, MLflow and Triton")
+    p.add_argument("action", choices=["up", "status", "down"])
+    p.add_argument("--only", help="comma-separated subset: orthanc,mlflow,triton")
+
+    p = add("synth", _synth, "generate synthetic screening mammograms and C-STORE them to Orthanc")
+    p.add_argument("--exams", type=int, required=True)
+    p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
+    p.add_argument("--site", default="general", help="site name (picks a vendor profile)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--positive-rate", type=float, default=0.3)
+    p.add_argument("--scale", type=float, default=0.125, help="fraction of the detector matrix")
+    p.add_argument("--out", help="also write the DICOM files under this folder")
+    p.add_argument("--no-push", action="store_true", help="do not send to Orthanc")
+
+    p = add("ingest", _ingest, "ingest studies new since the last Orthanc /changes watermark")
+    p.add_argument("--limit", type=int, default=None, help="at most this many studies")
+
+    p = add("validate", _validate, "check the manifest against a data contract (Great Expectations)")
+    p.add_argument("--suite", default="mammo_manifest", help="data_contracts/<suite>.v<N>.json")
+
+    p = add("train", _train, "train the CNN, log to MLflow, register it as challenger")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+
+    p = add("promote", _promote, "move alias champion to the challenger (approver required)")
+    p.add_argument("--approver", required=True, help="the named human who approves")
+    p.add_argument("--reason", default="", help="why (recorded in the audit table)")
+    p.add_argument("--version", default=None, help="model version (default: the challenger)")
+
+    p = add("deploy", _deploy, "export the champion to ONNX and load it into Triton")
+    p.add_argument("--alias", default="champion")
+
+    p = add("screen", _screen, "score one study date's exams through Triton and write the worklist")
+    p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
+
+    p = add("demo", _demo, "the whole nightly loop on synthetic data, end to end")
+    p.add_argument("--exams", type=int, default=200, help="exams in all, over --days study dates")
+    p.add_argument("--days", type=int, default=2)
+    p.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def _as_json(result: Any) -> dict[str, Any]:
+    if hasattr(result, "as_json"):
+        return dict(result.as_json())
+    return dict(result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.state_dir:
+        os.environ["RADFLOW_STATE_DIR"] = args.state_dir
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "urllib3", "great_expectations", "alembic", "pynetdicom"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        out = _as_json(args.func(args))
+        code = 0 if not out.get("error") else 1
+    except RadflowError as exc:
+        out, code = {"error": str(exc), "type": type(exc).__name__}, 1
+    if args.json:
+        print(json.dumps(out, default=str))
+    elif code:
+        print(f"radflow {args.command}: {out['error']}", file=sys.stderr)
+    else:
+        print(json.dumps(out, indent=2, default=str))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""One typed settings object, read from RADFLOW_* environment variables when first needed.
+
+Nothing here touches the disk or the network at import time. Secrets (the Orthanc
+password) come from the environment; for the embedded stack, `radflow stack up` writes a
+random one to `<state_dir>/secrets/orthanc.env` (mode 0600) and `orthanc_password` falls
+back to it.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+class RadflowSettings(BaseSettings):
+    """Every knob radflow has; each field is `RADFLOW_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RADFLOW_", extra="ignore")
+
+    state_dir: Path = Path(".radflow")
+
+    # Orthanc (PACS). orthanc_url unset means the embedded Orthanc of `radflow stack up`.
+    orthanc_url: str | None = None
+    orthanc_http_port: int = 8042
+    orthanc_dicom_host: str = "127.0.0.1"
+    orthanc_dicom_port: int = 4242
+    orthanc_aet: str = "ORTHANC"
+    orthanc_username: str = "radflow"
+    orthanc_password: SecretStr | None = None
+    orthanc_stable_age_s: int = 10
+    calling_aet: str = "RADFLOW"
+
+    # MLflow
+    mlflow_tracking_uri: str | None = None
+    mlflow_port: int = 5000
+    mlflow_experiment: str = "mammo-screening"
+    registered_model: str = "mammo-screening"
+
+    # Triton
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    triton_url: str | None = None
+    triton_repo: Path | None = None
+    triton_model: str = "mammo_screening"
+    triton_python: Path | None = None
+    triton_batch_size: int = 16
+
+    # Results database: PostgreSQL URL in production, a SQLite file by default.
+    database_url: str | None = None
+
+    # Preprocessing: every view becomes a float image of this size (training = serving).
+    image_height: int = 128
+    image_width: int = 96
+
+    # Screening
+    hospital_timezone: str = "UTC"
+    download_workers: int = 4
+
+    @property
+    def state(self) -> Path:
+        return self.state_dir.resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.state / "lake"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def worklists_dir(self) -> Path:
+        return self.state / "worklists"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.state / "mlflow" / "artifacts"
+
+    @property
+    def orthanc_storage_dir(self) -> Path:
+        return self.state / "orthanc" / "storage"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state / "secrets" / "orthanc.env"
+
+    @property
+    def orthanc_base_url(self) -> str:
+        return self.orthanc_url or f"http://127.0.0.1:{self.orthanc_http_port}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def triton_http_url(self) -> str:
+        return self.triton_url or f"127.0.0.1:{self.triton_http_port}"
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"127.0.0.1:{self.triton_grpc_port}"
+
+    @property
+    def triton_repository(self) -> Path:
+        return (self.triton_repo or PROJECT_DIR / "serving" / "triton_repo").resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state / 'radflow.db'}"
+
+    def orthanc_secret(self) -> str:
+        """The Orthanc password: from the environment, else from the stack's secrets file."""
+        if self.orthanc_password is not None:
+            return self.orthanc_password.get_secret_value()
+        if self.secrets_file.exists():
+            for line in self.secrets_file.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "RADFLOW_ORTHANC_PASSWORD":
+                    return value.strip()
+        return ""
+
+
+@functools.cache
+def get_settings() -> RadflowSettings:
+    """The process-wide settings, read from the environment on first use."""
+    return RadflowSettings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI's --state-dir use this)."""
+    get_settings.cache_clear()

@@ -1,0 +1,152 @@
+"""The hospital database: pseudonym key, ingest watermark, manifest, quarantine, audit, results.
+
+One SQLAlchemy Core schema serves PostgreSQL (production, CI) and a SQLite file (the
+embedded default). Writes are upserts keyed by natural keys so that a retry adds nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+# The re-identification key. It lives here, in the hospital database, never in the lake.
+pseudonyms = sa.Table(
+    "pseudonyms",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("original", sa.String(128), primary_key=True),
+    sa.Column("pseudonym", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+ingest_state = sa.Table(
+    "ingest_state",
+    metadata,
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("watermark", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+# The manifest: one row per ingested view, keyed by pseudonymous exam and view.
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("view", sa.String(8), primary_key=True),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("instance_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("study_date", sa.String(10), nullable=False),
+    sa.Column("laterality", sa.String(1), nullable=False),
+    sa.Column("view_position", sa.String(8), nullable=False),
+    sa.Column("modality", sa.String(8), nullable=False),
+    sa.Column("manufacturer", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("columns", sa.Integer, nullable=False),
+    sa.Column("bits_stored", sa.Integer, nullable=False),
+    sa.Column("pixel_spacing_mm", sa.Float, nullable=False),
+    sa.Column("photometric", sa.String(16), nullable=False),
+    sa.Column("patient_age", sa.Integer, nullable=True),
+    sa.Column("birads", sa.Integer, nullable=True),
+    sa.Column("label", sa.Integer, nullable=True),
+    sa.Column("image_path", sa.String(512), nullable=False),
+    sa.Column("pixel_mean", sa.Float, nullable=False),
+    sa.Column("ingest_seq", sa.BigInteger, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("stage", sa.String(32), primary_key=True),
+    sa.Column("item_id", sa.String(128), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("alias", sa.String(32), nullable=False),
+    sa.Column("previous_version", sa.String(32), nullable=True),
+    sa.Column("approver", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+exam_results = sa.Table(
+    "exam_results",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False),
+    sa.Column("views_scored", sa.Integer, nullable=False),
+    sa.Column("view_scores", sa.JSON, nullable=False),
+    sa.Column("screened_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+
+@functools.cache
+def engine_for(url: str) -> Engine:
+    """A pooled engine for `url`, with the schema created on first use."""
+    eng = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if url.startswith("sqlite"):
+        _sqlite_wal(eng)
+    metadata.create_all(eng)
+    return eng
+
+
+def get_engine() -> Engine:
+    """The engine of the configured results database."""
+    from pipelines.config import get_settings
+
+    settings = get_settings()
+    if settings.db_url.startswith("sqlite"):
+        settings.state.mkdir(parents=True, exist_ok=True)
+    return engine_for(settings.db_url)
+
+
+def _sqlite_wal(eng: Engine) -> None:
+    @sa.event.listens_for(eng, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def upsert(
+    conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]], keys: list[str]
+) -> int:
+    """Insert rows, replacing the non-key columns of rows whose `keys` already exist."""
+    rows = [dict(r) for r in rows]
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(table).values(rows)
+    updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    if updates:
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    conn.execute(stmt)
+    return len(rows)
+
+
+def redacted_url(url: str) -> str:
+    """The database URL without its password (safe to print and log)."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

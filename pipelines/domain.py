@@ -1,0 +1,116 @@
+"""Frozen, PHI-free references passed between stages (and printed by the CLI as JSON).
+
+Exam ids are pseudonyms from the pseudonym table; nothing here may hold a name, a patient
+id, an accession number or an original UID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+SCREENING_VIEWS: tuple[str, ...] = ("R-CC", "L-CC", "R-MLO", "L-MLO")
+
+
+class Laterality(enum.StrEnum):
+    RIGHT = "R"
+    LEFT = "L"
+
+
+class ViewPosition(enum.StrEnum):
+    CC = "CC"
+    MLO = "MLO"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """Base of every stage's result: `as_json()` is what `--json` prints."""
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Quarantined:
+    """One item set aside with the reason; `id` is a pseudonym or an Orthanc id."""
+
+    id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthResult(StageResult):
+    exams: int
+    instances: int
+    positives: int
+    site: str
+    study_date: str
+    stored: int
+    truth_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult(StageResult):
+    new_studies: int
+    ingested_exams: int
+    quarantined: list[Quarantined]
+    watermark: int
+    previous_watermark: int
+    manifest: str
+    images: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationResult(StageResult):
+    suite: str
+    success: bool
+    rows: int
+    evaluated_expectations: int
+    failed: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult(StageResult):
+    run_id: str
+    model_name: str
+    model_version: str
+    alias: str
+    test_auc: float
+    val_auc: float
+    operating_point: float
+    train_exams: int
+    val_exams: int
+    test_exams: int
+    epochs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PromotionResult(StageResult):
+    model_name: str
+    version: str
+    alias: str
+    approver: str
+    previous_version: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployResult(StageResult):
+    model_name: str
+    version: str
+    triton_model: str
+    triton_version: int
+    repository: str
+    ready: bool
+    smoke_probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreenResult(StageResult):
+    date: str
+    exams: int
+    flagged: int
+    worklist: str
+    model_version: str
+    views_scored: int
+    quarantined: list[Quarantined]

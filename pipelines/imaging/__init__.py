@@ -1,0 +1,1 @@
+"""Image handling shared by ingest, training and serving (one implementation, no skew)."""

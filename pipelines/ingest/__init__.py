@@ -1,0 +1,1 @@
+"""Ingest: new studies from Orthanc to pseudonymous, preprocessed views in the lake."""

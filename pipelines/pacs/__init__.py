@@ -1,0 +1,1 @@
+"""The PACS boundary: the Orthanc client and the pseudonym table."""

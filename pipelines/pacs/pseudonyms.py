@@ -1,0 +1,52 @@
+"""Pseudonyms from a table, not from hashing identifiers.
+
+A pseudonym is random (so it cannot be recomputed from an identifier) and stable (the
+table returns the same one on every rerun). The table is the re-identification key and
+lives only in the hospital database.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from pipelines.db import pseudonyms
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+PREFIXES = {"patient": "pt", "study": "ex", "series": "se", "instance": "im"}
+
+
+def pseudonym_for(conn: Connection, kind: str, original: str) -> str:
+    """The pseudonym of `original` (e.g. a StudyInstanceUID), created on first sight."""
+    existing = lookup(conn, kind, original)
+    if existing is not None:
+        return existing
+    candidate = f"{PREFIXES.get(kind, kind[:2])}-{secrets.token_hex(8)}"
+    _insert_if_absent(conn, kind, original, candidate)
+    found = lookup(conn, kind, original)
+    if found is None:  # only if the row vanished between insert and select
+        raise RuntimeError(f"pseudonym of a {kind} could not be stored")
+    return found
+
+
+def _insert_if_absent(conn: Connection, kind: str, original: str, candidate: str) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(pseudonyms).values(kind=kind, original=original, pseudonym=candidate)
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=["kind", "original"]))
+
+
+def lookup(conn: Connection, kind: str, original: str) -> str | None:
+    """The existing pseudonym of `original`, or None."""
+    row = conn.execute(
+        sa.select(pseudonyms.c.pseudonym).where(
+            pseudonyms.c.kind == kind, pseudonyms.c.original == original
+        )
+    ).first()
+    return None if row is None else str(row[0])

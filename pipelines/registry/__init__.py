@@ -1,0 +1,1 @@
+"""The MLflow model registry: lineage tags, aliases, promotion with an audit trail."""

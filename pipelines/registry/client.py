@@ -1,0 +1,52 @@
+"""ModelRegistry: radflow's calls to the MLflow tracking server, by alias, never by stage."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipelines.config import get_settings
+from pipelines.errors import MlflowUnavailable, RegistryError
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+
+def mlflow_client() -> MlflowClient:
+    """A client of the configured tracking server (the URI is set here, at run time)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = get_settings().mlflow_uri
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:
+        raise MlflowUnavailable(f"MLflow tracking server at {uri} did not answer: {exc}") from exc
+    return client
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias`, or None when no version holds it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def require_version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
+    found = version_by_alias(client, name, alias)
+    if found is None:
+        raise RegistryError(f"registered model {name!r} has no version with alias {alias!r}")
+    return found
+
+
+def model_uri(name: str, alias: str) -> str:
+    return f"models:/{name}@{alias}"
+
+
+def tags_of(version: ModelVersion) -> dict[str, Any]:
+    return dict(version.tags or {})

@@ -1,0 +1,1 @@
+"""Serving: ONNX export, the Triton model repository, deploys and the Triton client."""

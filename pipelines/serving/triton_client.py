@@ -1,0 +1,77 @@
+"""TritonClient: readiness, model control and batched inference over Triton's HTTP API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipelines.config import RadflowSettings, get_settings
+from pipelines.errors import TritonUnavailable
+
+if TYPE_CHECKING:
+    import tritonclient.http as httpclient
+
+INPUT, OUTPUT = "image", "probability"
+
+
+class TritonClient:
+    """The calls radflow makes to Triton; connection failures become TritonUnavailable."""
+
+    def __init__(self, settings: RadflowSettings | None = None) -> None:
+        import tritonclient.http as httpclient
+
+        s = settings or get_settings()
+        self.url = s.triton_http_url
+        self._http = httpclient
+        self._client: httpclient.InferenceServerClient = httpclient.InferenceServerClient(
+            url=self.url, connection_timeout=30.0, network_timeout=120.0
+        )
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return fn(*args, **kwargs)
+        except InferenceServerException as exc:
+            raise TritonUnavailable(f"Triton at {self.url}: {what} failed: {exc.message()}") from exc
+        except (OSError, ConnectionError) as exc:
+            raise TritonUnavailable(f"Triton at {self.url} did not answer ({what}): {exc}") from exc
+
+    def server_ready(self) -> bool:
+        try:
+            return bool(self._client.is_server_ready())
+        except Exception:
+            return False
+
+    def load(self, model: str) -> None:
+        self._call(f"load {model}", self._client.load_model, model)
+
+    def unload(self, model: str) -> None:
+        self._call(f"unload {model}", self._client.unload_model, model)
+
+    def model_ready(self, model: str, version: str = "") -> bool:
+        try:
+            return bool(self._client.is_model_ready(model, version))
+        except Exception:
+            return False
+
+    def infer(self, model: str, images: np.ndarray, batch_size: int, version: str = "") -> np.ndarray:
+        """Probabilities of images [N, 1, H, W], sent in batches of `batch_size`."""
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)
+            inp = self._http.InferInput(INPUT, list(batch.shape), "FP32")
+            inp.set_data_from_numpy(batch, binary_data=True)
+            want = [self._http.InferRequestedOutput(OUTPUT, binary_data=True)]
+            res = self._call(f"infer on {model}", self._client.infer, model, [inp],
+                             model_version=version, outputs=want)
+            probs = res.as_numpy(OUTPUT)
+            if probs is None or probs.shape[0] != len(batch):
+                raise TritonUnavailable(f"Triton model {model} returned a malformed output: "
+                                        f"{None if probs is None else probs.shape}")
+            out.append(probs.reshape(len(batch)))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        self._client.close()

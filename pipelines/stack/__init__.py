@@ -1,0 +1,1 @@
+"""The embedded local stack: Orthanc, MLflow and Triton as supervised processes."""

@@ -1,0 +1,89 @@
+"""The embedded Orthanc: configuration file, command line and health check."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from pipelines.config import RadflowSettings
+from pipelines.errors import StackError
+
+DICOMWEB_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
+
+
+def ensure_secret(settings: RadflowSettings) -> str:
+    """The Orthanc password: from the environment, else generated once into the state dir."""
+    existing = settings.orthanc_secret()
+    if existing:
+        return existing
+    password = secrets.token_urlsafe(18)
+    path = settings.secrets_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"RADFLOW_ORTHANC_PASSWORD={password}\n")
+    return password
+
+
+def dicomweb_plugin() -> Path | None:
+    """The DICOMweb plugin shared library of the Debian package, if installed."""
+    for folder in DICOMWEB_PLUGIN_DIRS:
+        hits = sorted(folder.glob("libOrthancDicomWeb.so*")) if folder.is_dir() else []
+        if hits:
+            return hits[0]
+    return None
+
+
+def write_config(settings: RadflowSettings, password: str) -> Path:
+    """Write orthanc.json: loopback HTTP with authentication, DICOM stores from known AEs."""
+    root = settings.state / "orthanc"
+    settings.orthanc_storage_dir.mkdir(parents=True, exist_ok=True)
+    plugin = dicomweb_plugin()
+    config = {
+        "Name": "radflow",
+        "StorageDirectory": str(settings.orthanc_storage_dir),
+        "IndexDirectory": str(root / "index"),
+        "HttpPort": settings.orthanc_http_port,
+        "DicomPort": settings.orthanc_dicom_port,
+        "DicomAet": settings.orthanc_aet,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {settings.orthanc_username: password},
+        # Only the registered modalities, from their registered host, may store.
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowEcho": True,
+        "DicomCheckModalityHost": True,
+        "DicomModalities": {
+            "radflow": [settings.calling_aet, "127.0.0.1", 104],
+        },
+        "StableAge": settings.orthanc_stable_age_s,
+        "KeepAlive": True,
+        "ConcurrentJobs": 2,
+        "HttpThreadsCount": 16,
+        "OrthancExplorerEnabled": True,
+        "WebDavEnabled": False,
+        "Plugins": [str(plugin)] if plugin else [],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (root / "index").mkdir(parents=True, exist_ok=True)
+    path = root / "orthanc.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(config, fh, indent=2)
+    return path
+
+
+def command(config_path: Path) -> list[str]:
+    """The Orthanc command line; a clear error when the Debian package is missing."""
+    binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
+    if binary is None:
+        raise StackError(
+            "Orthanc is not installed: `make bootstrap` installs the Debian packages "
+            "orthanc, orthanc-dicomweb and dcmtk (needs root), or set RADFLOW_ORTHANC_URL "
+            "to an existing Orthanc."
+        )
+    return [binary, str(config_path)]

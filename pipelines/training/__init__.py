@@ -1,0 +1,1 @@
+"""Training: a small CNN per view, exam-level evaluation, MLflow registration."""

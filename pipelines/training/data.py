@@ -1,0 +1,81 @@
+"""Labelled views from the manifest, split by patient so no patient is in two splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from pipelines import db
+from pipelines.errors import NoTrainingData
+
+MIN_EXAMS_PER_SPLIT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Views of one split: images [N, 1, H, W] float32, view labels, exam ids."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    exam_ids: np.ndarray
+
+    @property
+    def exams(self) -> int:
+        return len(set(self.exam_ids.tolist()))
+
+
+def load_manifest() -> pd.DataFrame:
+    """The manifest rows that carry a label."""
+    with db.get_engine().connect() as conn:
+        frame = pd.read_sql(sa.select(db.images).where(db.images.c.label.is_not(None)), conn)
+    return frame.sort_values(["exam_id", "view"]).reset_index(drop=True)
+
+
+def dataset_hash(frame: pd.DataFrame) -> str:
+    """A content hash of the training data: manifest keys, labels and pixel files."""
+    digest = hashlib.sha256()
+    for row in frame.itertuples():
+        digest.update(f"{row.exam_id}|{row.view}|{row.label}|{row.instance_id}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def split_patients(frame: pd.DataFrame, val: float, test: float, seed: int) -> dict[str, pd.DataFrame]:
+    """train / val / test frames with disjoint patients; each holds positives and negatives."""
+    rng = np.random.default_rng(seed)
+    patients = np.array(sorted(frame.patient_id.unique()))
+    for _ in range(50):
+        order = rng.permutation(patients)
+        n_test, n_val = int(round(len(order) * test)), int(round(len(order) * val))
+        groups = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
+                  "train": order[n_test + n_val:]}
+        parts = {k: frame[frame.patient_id.isin(v)] for k, v in groups.items()}
+        if all(_usable(p) for p in parts.values()):
+            return parts
+    raise NoTrainingData(
+        f"cannot split {frame.exam_id.nunique()} labelled exams of {len(patients)} patients into "
+        f"train/val/test with both classes and at least {MIN_EXAMS_PER_SPLIT} exams each"
+    )
+
+
+def _usable(part: pd.DataFrame) -> bool:
+    exam_labels = part.groupby("exam_id").label.max()
+    return len(exam_labels) >= MIN_EXAMS_PER_SPLIT and exam_labels.nunique() == 2
+
+
+def to_split(part: pd.DataFrame) -> Split:
+    """Load the views of a split from the lake."""
+    images = np.stack([np.load(p).astype(np.float32) for p in part.image_path])[:, None]
+    return Split(images=images, labels=part.label.to_numpy(np.float32),
+                 exam_ids=part.exam_id.to_numpy())
+
+
+def exam_scores(view_scores: np.ndarray, exam_ids: np.ndarray, labels: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Exam score = max over its views; exam label = max over its views' labels."""
+    frame = pd.DataFrame({"exam": exam_ids, "score": view_scores, "label": labels})
+    grouped = frame.groupby("exam").max()
+    return grouped.score.to_numpy(), grouped.label.to_numpy()
