@@ -58,6 +58,9 @@ class RadflowSettings(BaseSettings):
     image_height: int = 128
     image_width: int = 96
 
+    # Training: overrides params.yaml's epochs (tests and quick demos use few).
+    train_epochs: int | None = None
+
     # Screening
     hospital_timezone: str = "UTC"
     download_workers: int = 4

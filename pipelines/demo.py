@@ -36,7 +36,7 @@ def wait_until_stable(timeout_s: float = 600) -> None:
 
 def plan(exams: int, days: int, today: dt.date) -> tuple[list[tuple[str, int]], tuple[str, int]]:
     """Training dates with their exam counts, and tonight's (date, exams) to screen."""
-    night = max(20, exams // 5)
+    night = max(8, exams // 5)
     train_days = max(1, days - 1)
     dates = [(today - dt.timedelta(days=train_days + 1 - i)).isoformat() for i in range(train_days)]
     per_day = [(exams - night) // train_days] * train_days
@@ -86,7 +86,11 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
         rows = conn.execute(sa.select(db.exam_results).where(
             db.exam_results.c.study_date == night)).mappings().all()
     dep = current_deployment()
+    from pipelines.registry.client import mlflow_client
+
+    champion = mlflow_client().get_model_version(s.registered_model, dep.model_version)
     return {
+        "test_auc": float(champion.tags.get("test_auc", "nan")),
         "orthanc": stack["services"]["orthanc"]["url"], "mlflow": stack["services"]["mlflow"]["url"],
         "triton": stack["services"]["triton"]["http_url"],
         "worklist": str(s.worklists_dir / night / "worklist.html"),
@@ -105,7 +109,8 @@ def _render(summary: dict[str, Any]) -> str:
         f"Orthanc (PACS)   {summary['orthanc']}   (user radflow, password in .radflow/secrets/)",
         f"MLflow           {summary['mlflow']}",
         f"Triton           {summary['triton']}",
-        f"trained on       {summary['training_exams']} exams; champion = version {summary['model_version']}",
+        f"trained on       {summary['training_exams']} exams; champion = version "
+        f"{summary['model_version']}, exam-level test AUC {summary['test_auc']:.3f}",
         f"screened         {summary['screened_exams']} exams of {summary['screened_date']}, "
         f"{summary['flagged']} flagged",
         f"worklist         {summary['worklist']}",

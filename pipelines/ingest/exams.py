@@ -44,7 +44,7 @@ def download(client: OrthancClient, study_id: str, workers: int) -> list[Dataset
     ids = [str(i["ID"]) for i in client.study_instances(study_id)]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         blobs = list(pool.map(client.instance_file, ids))
-    out = []
+    out: list[Dataset] = []
     for instance_id, blob in zip(ids, blobs, strict=True):
         try:
             out.append(pydicom.dcmread(io.BytesIO(blob)))

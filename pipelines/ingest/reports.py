@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
 BIRADS = re.compile(r"BI-?\s?RADS[\s:]*(?:category\s*)?([0-6])", re.IGNORECASE)
-SECTION = re.compile(r"\b(RIGHT BREAST|LEFT BREAST|IMPRESSION)\b\s*:?", re.IGNORECASE)
+# A section header starts a line and ends with a colon ("RIGHT BREAST:", "Impression:"), so
+# "... in the right breast" inside a sentence does not open a section.
+SECTION = re.compile(r"^\s*(RIGHT BREAST|LEFT BREAST|IMPRESSION)\s*:", re.IGNORECASE | re.MULTILINE)
 POSITIVE, NEGATIVE = {4, 5, 6}, {1, 2}
 
 

@@ -117,7 +117,8 @@ def run(limit: int | None = None) -> IngestResult:
                 held.append(quarantine(study_id, str(exc), seq, source))
             if n % 25 == 0 or n == len(todo):
                 rate = n / max(time.monotonic() - started, 1e-6)
-                log.info("ingest: %d/%d studies, %d quarantined, %.1f studies/s", n, len(todo), len(held), rate)
+                log.info("ingest: %d/%d studies, %d quarantined, %.1f studies/s",
+                         n, len(todo), len(held), rate)
         if limit is None or len(todo) < limit:
             with db.get_engine().begin() as conn:
                 set_watermark(conn, source, max(last_seen, read_watermark(conn, source)))

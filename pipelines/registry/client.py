@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import get_settings
@@ -12,10 +13,25 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
+QUIET_MLFLOW = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # no calls home from a hospital network
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+}
+
+
+def quiet_mlflow() -> None:
+    """No telemetry, no progress bars, no URLs on stdout (which the CLI keeps for JSON)."""
+    for key, value in QUIET_MLFLOW.items():
+        os.environ.setdefault(key, value)
+
+
 def mlflow_client() -> MlflowClient:
     """A client of the configured tracking server (the URI is set here, at run time)."""
-    import mlflow
     from mlflow.tracking import MlflowClient
+
+    import mlflow
 
     uri = get_settings().mlflow_uri
     mlflow.set_tracking_uri(uri)

@@ -22,7 +22,10 @@ from pipelines.serving.triton_client import TritonClient
 log = logging.getLogger(__name__)
 
 
-def _collect(client: OrthancClient, study_date: str) -> tuple[dict[str, tuple[str, np.ndarray]], list[Quarantined]]:
+Collected = dict[str, tuple[str, np.ndarray]]
+
+
+def _collect(client: OrthancClient, study_date: str) -> tuple[Collected, list[Quarantined]]:
     """{exam pseudonym: (orthanc study id, views [4, 1, H, W])} and the quarantined studies."""
     s = get_settings()
     found, held = {}, []

@@ -21,8 +21,8 @@ from pipelines.config import PROJECT_DIR, get_settings
 from pipelines.domain import DeployResult
 from pipelines.errors import DeploymentFailed
 from pipelines.registry.client import mlflow_client, require_version
-from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR, sha256
 from pipelines.serving.deployment import Deployment, record
+from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR, sha256
 from pipelines.serving.triton_client import TritonClient
 
 log = logging.getLogger(__name__)

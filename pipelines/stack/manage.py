@@ -7,6 +7,7 @@ something else holds is a clear error, not a hang.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,9 +64,10 @@ def _argv(s: RadflowSettings, name: str) -> tuple[list[str], dict[str, str] | No
         root = s.state / "mlflow"
         s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
         exe = Path(sys.executable).parent / "mlflow"
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
         return [str(exe), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                 "--artifacts-destination", str(s.mlflow_artifacts_dir), "--host", "127.0.0.1",
-                "--port", str(s.mlflow_port), "--workers", "1"], None
+                "--port", str(s.mlflow_port), "--workers", "1"], env
     return triton.command(s)
 
 

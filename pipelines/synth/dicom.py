@@ -26,8 +26,10 @@ PRIVATE_GROUP = 0x0011
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 # Row direction \ column direction, as in the DICOM mammography examples.
 PATIENT_ORIENTATION = {
-    ("R", "CC"): ["P", "L"], ("L", "CC"): ["A", "R"],
-    ("R", "MLO"): ["P", "FL"], ("L", "MLO"): ["A", "FR"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "CC"): ["A", "R"],
+    ("R", "MLO"): ["P", "FL"],
+    ("L", "MLO"): ["A", "FR"],
 }
 
 
@@ -37,7 +39,7 @@ def study_uid(plan: ExamPlan) -> str:
 
 
 def dicom_date(iso_date: str) -> str:
-    """"2025-03-01" -> "20250301"."""
+    """An ISO date as a DICOM DA: "2025-03-01" -> "20250301"."""
     return iso_date.replace("-", "")
 
 
@@ -122,7 +124,11 @@ def add_shared(ds: Dataset, shared: Dataset) -> None:
 
 
 def mg_dataset(
-    plan: ExamPlan, profile: VendorProfile, geometry: Geometry, view: str, image: RenderedView,
+    plan: ExamPlan,
+    profile: VendorProfile,
+    geometry: Geometry,
+    view: str,
+    image: RenderedView,
     shared: Dataset,
 ) -> Dataset:
     """A Digital Mammography X-Ray Image (For Presentation) of one view.

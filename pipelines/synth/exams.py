@@ -134,8 +134,14 @@ def plan_exam(
     seconds = 7 * 3600 + 1800 + (index * 173 + int(rng.integers(120))) % (11 * 3600)
     level = _DENSITY_LEVEL[patient.density] + float(rng.normal(0, 0.04))
     return ExamPlan(
-        seed=seed, site=site, study_date=study_date, index=index, patient=patient,
-        positive=positive, findings=tuple(findings), birads=_birads(findings, rng),
+        seed=seed,
+        site=site,
+        study_date=study_date,
+        index=index,
+        patient=patient,
+        positive=positive,
+        findings=tuple(findings),
+        birads=_birads(findings, rng),
         density_level=min(max(level, 0.05), 0.95),
         accession=f"ACC{int(rng.integers(10**8, 10**9))}",
         study_id=f"{int(rng.integers(10**5, 10**6))}",
@@ -145,25 +151,38 @@ def plan_exam(
 
 def _position(rng: np.random.Generator, margin: float) -> tuple[float, float, float]:
     depth = float(rng.uniform(0.3, 0.75))
-    return depth, float(rng.uniform(-1 + margin, 1 - margin)), float(
-        rng.uniform(-1 + margin, 1 - margin)
+    return (
+        depth,
+        float(rng.uniform(-1 + margin, 1 - margin)),
+        float(rng.uniform(-1 + margin, 1 - margin)),
     )
 
 
 def _mass(side: str, rng: np.random.Generator) -> Finding:
     depth, sup_inf, lat_med = _position(rng, 0.2)
     return Finding(
-        side=side, kind="mass", depth=depth, sup_inf=sup_inf, lat_med=lat_med,
-        radius=float(rng.uniform(0.05, 0.09)), contrast=float(rng.uniform(0.32, 0.45)),
-        spiculated=bool(rng.random() < 0.6), calcifications=bool(rng.random() < 0.35),
+        side=side,
+        kind="mass",
+        depth=depth,
+        sup_inf=sup_inf,
+        lat_med=lat_med,
+        radius=float(rng.uniform(0.05, 0.09)),
+        contrast=float(rng.uniform(0.32, 0.45)),
+        spiculated=bool(rng.random() < 0.6),
+        calcifications=bool(rng.random() < 0.35),
     )
 
 
 def _benign(side: str, rng: np.random.Generator) -> Finding:
     depth, sup_inf, lat_med = _position(rng, 0.3)
     return Finding(
-        side=side, kind="benign", depth=depth, sup_inf=sup_inf, lat_med=lat_med,
-        radius=float(rng.uniform(0.022, 0.035)), contrast=float(rng.uniform(0.08, 0.14)),
+        side=side,
+        kind="benign",
+        depth=depth,
+        sup_inf=sup_inf,
+        lat_med=lat_med,
+        radius=float(rng.uniform(0.022, 0.035)),
+        contrast=float(rng.uniform(0.08, 0.14)),
     )
 
 

@@ -44,7 +44,7 @@ class SynthExam:
 
 
 def normalize_date(study_date: str) -> str:
-    """"2025-03-01" or "20250301" -> "2025-03-01".
+    """The ISO form of a study date: "2025-03-01" or "20250301" -> "2025-03-01".
 
     Raises:
         PermanentError: the value is not a calendar date in one of those forms.
@@ -92,8 +92,15 @@ def build_exam(plan: ExamPlan, profile: VendorProfile, geometry: Geometry) -> Sy
 
 
 def iter_exams(
-    exams: int, study_date: str, site: str, seed: int, *, positive_rate: float = 0.3,
-    scale: float = 0.125, patients: int | None = None, start: int = 0,
+    exams: int,
+    study_date: str,
+    site: str,
+    seed: int,
+    *,
+    positive_rate: float = 0.3,
+    scale: float = 0.125,
+    patients: int | None = None,
+    start: int = 0,
 ) -> Iterator[SynthExam]:
     """Exams `start .. exams-1` of the batch (seed, site, study_date), generated lazily.
 
@@ -126,7 +133,6 @@ def iter_exams(
     profile = profile_for_site(site)
     geometry = geometry_for(profile, scale)
     plans = (
-        plan_exam(seed, site, iso_date, index, pool, positive_rate)
-        for index in range(start, exams)
+        plan_exam(seed, site, iso_date, index, pool, positive_rate) for index in range(start, exams)
     )
     return (build_exam(plan, profile, geometry) for plan in plans)

@@ -51,13 +51,17 @@ def breast_shape(plan: ExamPlan, geometry: Geometry, side: str, position: str) -
     rows, cols = geometry.rows, geometry.cols
     if position == "CC":
         return BreastShape(
-            depth_px=cols * 0.78 * size, half_height_px=rows * 0.38 * size,
-            center_row=rows * float(rng.uniform(0.47, 0.53)), pectoral=None,
+            depth_px=cols * 0.78 * size,
+            half_height_px=rows * 0.38 * size,
+            center_row=rows * float(rng.uniform(0.47, 0.53)),
+            pectoral=None,
         )
     pectoral = (cols * float(rng.uniform(0.3, 0.42)), rows * float(rng.uniform(0.35, 0.5)))
     return BreastShape(
-        depth_px=cols * 0.82 * size, half_height_px=rows * 0.5 * size,
-        center_row=rows * float(rng.uniform(0.44, 0.5)), pectoral=pectoral,
+        depth_px=cols * 0.82 * size,
+        half_height_px=rows * 0.5 * size,
+        center_row=rows * float(rng.uniform(0.44, 0.5)),
+        pectoral=pectoral,
     )
 
 
@@ -92,7 +96,10 @@ def _interpolation(size: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tissue(
-    plan: ExamPlan, profile: VendorProfile, geometry: Geometry, shape: BreastShape,
+    plan: ExamPlan,
+    profile: VendorProfile,
+    geometry: Geometry,
+    shape: BreastShape,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Attenuation of the breast without lesions, and the breast mask (canonical frame)."""
@@ -115,8 +122,11 @@ def tissue(
     att += 0.12 * np.exp(-((edge_px / skin_px) ** 2))
     if shape.pectoral is not None:
         width, height = shape.pectoral
-        inside = 1.0 - x * shape.depth_px / width - (y * shape.half_height_px
-                                                    + shape.center_row) / height
+        inside = (
+            1.0
+            - x * shape.depth_px / width
+            - (y * shape.half_height_px + shape.center_row) / height
+        )
         muscle = np.clip(inside * min(width, height) / max(3.0, 0.02 * cols), 0.0, 1.0)
         att = att * (1.0 - muscle) + muscle * (0.66 + 0.04 * fine + 0.03 * coarse)
     att = np.where(mask, att, 0.0).astype(np.float32)
@@ -153,8 +163,7 @@ def render_view(
         The stored pixels in the final orientation (R views: chest wall on the right).
     """
     shape = breast_shape(plan, geometry, side, position)
-    att, mask = tissue(plan, profile, geometry, shape, rng_for("tissue", *plan.key, side,
-                                                               position))
+    att, mask = tissue(plan, profile, geometry, shape, rng_for("tissue", *plan.key, side, position))
     lesions: list[tuple[int, int, int]] = []
     for number, finding in enumerate(plan.findings):
         if finding.side != side:

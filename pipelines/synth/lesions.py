@@ -13,7 +13,10 @@ from pipelines.synth.sites import Geometry
 
 
 def draw_finding(
-    att: np.ndarray, finding: Finding, center: tuple[float, float], geometry: Geometry,
+    att: np.ndarray,
+    finding: Finding,
+    center: tuple[float, float],
+    geometry: Geometry,
     rng: np.random.Generator,
 ) -> int:
     """Add one finding to `att` in place.

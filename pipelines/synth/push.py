@@ -53,13 +53,15 @@ class OrthancStoreClient:
     def from_settings(cls, settings: RadflowSettings) -> OrthancStoreClient:
         """A client for the Orthanc DICOM endpoint and AE titles in the settings."""
         return cls(
-            settings.orthanc_dicom_host, settings.orthanc_dicom_port,
-            settings.orthanc_aet, settings.calling_aet,
+            settings.orthanc_dicom_host,
+            settings.orthanc_dicom_port,
+            settings.orthanc_aet,
+            settings.calling_aet,
         )
 
     @property
     def target(self) -> str:
-        """"host:port (calling -> called)", for messages."""
+        """The endpoint for messages: "host:port (AE calling -> called)"."""
         return f"{self.host}:{self.port} (AE {self.calling_aet} -> {self.called_aet})"
 
     def __enter__(self) -> OrthancStoreClient:
@@ -67,7 +69,9 @@ class OrthancStoreClient:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -88,9 +92,9 @@ class OrthancStoreClient:
                 self._ae.add_requested_context(sop_class, list(TRANSFER_SYNTAXES))
         assoc = self._ae.associate(self.host, self.port, ae_title=self.called_aet)
         if not assoc.is_established:
-            outcome = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else (
-                "not established"
-            )
+            outcome = "not established"
+            if assoc.is_rejected or assoc.is_aborted:
+                outcome = "rejected" if assoc.is_rejected else "aborted"
             raise OrthancUnavailable(
                 f"cannot open a DICOM association to Orthanc at {self.target}: {outcome}"
             )
@@ -120,8 +124,8 @@ class OrthancStoreClient:
                 status = self._assoc.send_c_store(dataset, msg_id=self._message_id)
             except ValueError as exc:
                 raise PermanentError(
-                    f"Orthanc at {self.target} accepted no presentation context for "
-                    f"{sop_class} (exam {exam_index}): {exc}"
+                    f"cannot send {sop_class} of exam {exam_index} to Orthanc at {self.target} "
+                    f"(no accepted presentation context, or not encodable): {exc}"
                 ) from exc
             except (RuntimeError, OSError):
                 status = None

@@ -27,8 +27,7 @@ BIRADS_MEANING = {
 DENSITY_TEXT = {
     "a": "The breasts are almost entirely fatty (ACR density A).",
     "b": "There are scattered areas of fibroglandular density (ACR density B).",
-    "c": "The breasts are heterogeneously dense, which may obscure small masses "
-    "(ACR density C).",
+    "c": "The breasts are heterogeneously dense, which may obscure small masses (ACR density C).",
     "d": "The breasts are extremely dense, which lowers the sensitivity of mammography "
     "(ACR density D).",
 }
@@ -128,19 +127,25 @@ def _side_text(
 
 def _mass_text(mass: Finding, geometry: Geometry, rng: np.random.Generator) -> str:
     """Description of a suspicious mass: margin, size, location, calcifications."""
-    margin = "spiculated" if mass.spiculated else str(
-        rng.choice(["indistinct", "microlobulated", "angular"])
+    margin = (
+        "spiculated"
+        if mass.spiculated
+        else str(rng.choice(["indistinct", "microlobulated", "angular"]))
     )
     depth = "anterior" if mass.depth > 0.66 else "middle" if mass.depth > 0.4 else "posterior"
     size = _size_mm(mass, geometry)
-    sentence = str(rng.choice([
-        f"Irregular {margin} mass in the {mass.quadrant} at {mass.clock} o'clock, "
-        f"{depth} depth, measuring approximately {size} mm, seen on both CC and MLO views.",
-        f"There is an irregular high-density mass with {margin} margins in the "
-        f"{mass.quadrant}, {depth} depth, about {size} mm, visible in both projections.",
-        f"A {size} mm irregular mass with {margin} margins is present at {mass.clock} "
-        f"o'clock in the {mass.quadrant}, {depth} third.",
-    ]))
+    sentence = str(
+        rng.choice(
+            [
+                f"Irregular {margin} mass in the {mass.quadrant} at {mass.clock} o'clock, "
+                f"{depth} depth, measuring approximately {size} mm, seen on both CC and MLO views.",
+                f"There is an irregular high-density mass with {margin} margins in the "
+                f"{mass.quadrant}, {depth} depth, about {size} mm, visible in both projections.",
+                f"A {size} mm irregular mass with {margin} margins is present at {mass.clock} "
+                f"o'clock in the {mass.quadrant}, {depth} third.",
+            ]
+        )
+    )
     if mass.calcifications:
         sentence += " Associated fine pleomorphic calcifications in a grouped distribution."
     return sentence
@@ -149,16 +154,17 @@ def _mass_text(mass: Finding, geometry: Geometry, rng: np.random.Generator) -> s
 def _impression(plan: ExamPlan, rng: np.random.Generator) -> str:
     mass = next((f for f in plan.findings if f.kind == "mass"), None)
     if mass is not None:
-        return (
-            f"Suspicious mass in the {SIDE_NAMES[mass.side].lower()} breast, "
-            f"{mass.quadrant}."
-        )
+        return f"Suspicious mass in the {SIDE_NAMES[mass.side].lower()} breast, {mass.quadrant}."
     if max(plan.birads.values()) == 2:
         return "Benign findings. No mammographic evidence of malignancy."
-    return str(rng.choice([
-        "Negative bilateral screening mammogram.",
-        "No mammographic evidence of malignancy.",
-    ]))
+    return str(
+        rng.choice(
+            [
+                "Negative bilateral screening mammogram.",
+                "No mammographic evidence of malignancy.",
+            ]
+        )
+    )
 
 
 def _size_mm(finding: Finding, geometry: Geometry) -> int:

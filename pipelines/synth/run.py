@@ -30,16 +30,30 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRUTH_COLUMNS: tuple[str, ...] = (
-    "study_instance_uid", "exam_index", "label", "lesion_side", "birads_r", "birads_l",
-    "manufacturer", "n_images",
+    "study_instance_uid",
+    "exam_index",
+    "label",
+    "lesion_side",
+    "birads_r",
+    "birads_l",
+    "manufacturer",
+    "n_images",
 )
 PROGRESS_EVERY = 25
 
 
 def run(
-    exams: int, study_date: str, site: str, seed: int, *, push: bool = True,
-    out_dir: Path | None = None, positive_rate: float = 0.3, scale: float = 0.125,
-    patients: int | None = None, progress: bool = True,
+    exams: int,
+    study_date: str,
+    site: str,
+    seed: int,
+    *,
+    push: bool = True,
+    out_dir: Path | None = None,
+    positive_rate: float = 0.3,
+    scale: float = 0.125,
+    patients: int | None = None,
+    progress: bool = True,
 ) -> SynthResult:
     """Generate `exams` synthetic screening exams of one site and date.
 
@@ -89,8 +103,12 @@ def run(
     write_truth(truth_path, rows)
     logger.info("synth %s %s: %d exams, %d positives", site, iso_date, exams, positives)
     return SynthResult(
-        exams=exams, instances=meter.instances, positives=positives, site=site,
-        study_date=iso_date, stored=client.stored if client is not None else 0,
+        exams=exams,
+        instances=meter.instances,
+        positives=positives,
+        site=site,
+        study_date=iso_date,
+        stored=client.stored if client is not None else 0,
         truth_file=str(truth_path),
     )
 
@@ -170,5 +188,6 @@ class ProgressMeter:
             print(
                 f"synth: {self.exams}/{self.total} exams, {self.instances} instances, "
                 f"{self.rate:.1f} instances/s",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )

@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 
-
 from pipelines.config import get_settings
 from pipelines.domain import TrainResult
 from pipelines.errors import NoTrainingData
 from pipelines.registry import lineage
-from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR
 from pipelines.registry.client import mlflow_client
+from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR
 from pipelines.training import data, fit
 from pipelines.training.params import load_params
 
@@ -38,11 +37,12 @@ def _export_onnx(model: Any, example: np.ndarray, run_id: str) -> tuple[Path, st
 
 def run(epochs: int | None = None, seed: int | None = None) -> TrainResult:
     """Train, evaluate and register; returns the new registered version."""
-    import mlflow
     import torch
 
+    import mlflow
+
     s = get_settings()
-    params = load_params(epochs=epochs, seed=seed)
+    params = load_params(epochs=epochs or s.train_epochs, seed=seed)
     frame = data.load_manifest()
     if frame.empty:
         raise NoTrainingData("the manifest has no labelled views: run `radflow ingest` first")

@@ -40,11 +40,13 @@ def validate_frame(frame: pd.DataFrame, suite: ExpectationSuite) -> list[dict[st
     result = batch.validate(suite)
     failed = []
     for r in result.results:
-        if not r.success:
-            kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}
-            failed.append({"expectation": r.expectation_config.type, "kwargs": kwargs,
-                           "unexpected_count": int((r.result or {}).get("unexpected_count") or 0),
-                           "reason": _reason(r.expectation_config.type, kwargs, r.result or {})})
+        config = r.expectation_config
+        if r.success or config is None:
+            continue
+        kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+        failed.append({"expectation": config.type, "kwargs": kwargs,
+                       "unexpected_count": int((r.result or {}).get("unexpected_count") or 0),
+                       "reason": _reason(config.type, kwargs, r.result or {})})
     return failed
 
 

@@ -1,0 +1,23 @@
+"""Integration tests run against real services started here: Orthanc, MLflow, Triton,
+PostgreSQL (a fresh database per module) and, in the end-to-end test, Airflow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.stack import Stack, fresh_database, running_stack
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state = tmp_path_factory.mktemp("radflow-state")
+    with fresh_database(postgres_url) as db_url, running_stack(state, db_url) as running:
+        yield running

@@ -1,0 +1,111 @@
+"""A real local stack (Orthanc, MLflow, Triton) for one test module, driven via the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+RADFLOW = str(Path(sys.executable).parent / "radflow")
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    state: Path
+    db_url: str
+
+    def radflow(self, *args: str, ok: bool = True, timeout: float = 1200) -> dict[str, Any]:
+        """Run `radflow <args> --json`; the parsed last stdout line (fails the test if ok and rc!=0)."""
+        proc = subprocess.run([RADFLOW, *args, "--json"], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        lines = proc.stdout.strip().splitlines()
+        assert lines, f"radflow {' '.join(args)} printed nothing; stderr:\n{proc.stderr[-3000:]}"
+        out = json.loads(lines[-1])
+        if ok:
+            assert proc.returncode == 0, f"radflow {' '.join(args)} failed: {out}\n{proc.stderr[-3000:]}"
+        else:
+            assert proc.returncode == 1, f"radflow {' '.join(args)} should fail, got {out}"
+        out["_stderr"] = proc.stderr
+        return out
+
+    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """Run one statement in its own committed transaction; rows as dicts."""
+        eng = sa.create_engine(self.db_url)
+        try:
+            with eng.begin() as conn:
+                result = conn.execute(sa.text(sql), params)
+                return [dict(r) for r in result.mappings()] if result.returns_rows else []
+        finally:
+            eng.dispose()
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the same PostgreSQL server, dropped afterwards."""
+    name = f"radflow_it_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with closing(admin.connect()) as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with closing(admin.connect()) as conn:
+            conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def stack_env(state: Path, db_url: str) -> dict[str, str]:
+    ports = free_ports(6)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RADFLOW_", "AIRFLOW"))}
+    env.update({
+        "RADFLOW_STATE_DIR": str(state),
+        "RADFLOW_ORTHANC_HTTP_PORT": str(ports[0]),
+        "RADFLOW_ORTHANC_DICOM_PORT": str(ports[1]),
+        "RADFLOW_MLFLOW_PORT": str(ports[2]),
+        "RADFLOW_TRITON_HTTP_PORT": str(ports[3]),
+        "RADFLOW_TRITON_GRPC_PORT": str(ports[4]),
+        "RADFLOW_TRITON_METRICS_PORT": str(ports[5]),
+        "RADFLOW_TRITON_REPO": str(state / "triton_repo"),
+        "RADFLOW_ORTHANC_STABLE_AGE_S": "2",
+        "RADFLOW_DATABASE_URL": db_url,
+        "RADFLOW_TRAIN_EPOCHS": "4",
+        "GX_ANALYTICS_ENABLED": "False",
+    })
+    return env
+
+
+@contextmanager
+def running_stack(state: Path, db_url: str) -> Iterator[Stack]:
+    stack = Stack(env=stack_env(state, db_url), state=state, db_url=db_url)
+    try:
+        stack.radflow("stack", "up", timeout=600)
+        yield stack
+    finally:
+        subprocess.run([RADFLOW, "stack", "down", "--json"], env=stack.env, capture_output=True,
+                       timeout=300)

@@ -1,0 +1,171 @@
+"""Every stage through the CLI against a real Orthanc, MLflow, Triton and PostgreSQL.
+
+The tests run in file order and build on each other, as a hospital's first night would:
+synth -> ingest (twice) -> quarantine -> validate -> train -> promote -> deploy -> screen.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from tests.integration.stack import Stack
+
+TRAIN_DATE, NIGHT_DATE = "2026-10-05", "2026-10-06"
+TRAIN_EXAMS, NIGHT_EXAMS = 40, 12
+
+
+@pytest.fixture(scope="module")
+def phi(stack: Stack) -> set[str]:
+    """Identifiers of every synthetic exam pushed in this module (filled by test_synth)."""
+    return set()
+
+
+def _collect_phi(folder: Path, into: set[str]) -> None:
+    for path in folder.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        into.update({str(ds.PatientName), str(ds.PatientID), str(ds.AccessionNumber),
+                     str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)})
+    into.discard("")
+
+
+def test_synth_pushes_exams_over_dicom(stack: Stack, phi: set[str], tmp_path_factory) -> None:
+    out = tmp_path_factory.mktemp("synth")
+    train = stack.radflow("synth", "--exams", str(TRAIN_EXAMS), "--date", TRAIN_DATE,
+                          "--site", "general", "--seed", "11", "--out", str(out / "train"))
+    night = stack.radflow("synth", "--exams", str(NIGHT_EXAMS), "--date", NIGHT_DATE,
+                          "--site", "north", "--seed", "12", "--out", str(out / "night"))
+    assert train["stored"] == TRAIN_EXAMS * 5 and night["stored"] == NIGHT_EXAMS * 5
+    truth = list(csv.DictReader(open(train["truth_file"])))
+    assert len(truth) == TRAIN_EXAMS and {r["label"] for r in truth} == {"0", "1"}
+    assert "instances/s" in train["_stderr"]  # progress lines
+    _collect_phi(out, phi)
+    assert len(phi) > 4 * (TRAIN_EXAMS + NIGHT_EXAMS)
+
+
+def test_ingest_is_incremental_and_quarantines_bad_studies(stack: Stack, tmp_path_factory) -> None:
+    _wait_stable(stack)
+    first = stack.radflow("ingest")
+    assert first["new_studies"] == TRAIN_EXAMS + NIGHT_EXAMS
+    assert first["ingested_exams"] == TRAIN_EXAMS + NIGHT_EXAMS and first["quarantined"] == []
+    again = stack.radflow("ingest")
+    assert again["new_studies"] == 0 and again["ingested_exams"] == 0
+    assert again["watermark"] == first["watermark"]
+    rows = stack.query("SELECT count(*) AS n, count(DISTINCT exam_id) AS e FROM images")
+    assert rows[0] == {"n": 4 * (TRAIN_EXAMS + NIGHT_EXAMS), "e": TRAIN_EXAMS + NIGHT_EXAMS}
+
+    # An incomplete exam sent by a real DICOM client (dcmtk storescu) is quarantined with
+    # the reason; nothing already stored is lost.
+    bad = tmp_path_factory.mktemp("bad")
+    stack.radflow("synth", "--exams", "1", "--date", "2026-10-07", "--site", "east", "--seed",
+                  "13", "--out", str(bad), "--no-push")
+    files = sorted(str(p) for p in bad.rglob("*.dcm") if "R-MLO" not in p.name)
+    port = stack.env["RADFLOW_ORTHANC_DICOM_PORT"]
+    subprocess.run(["storescu", "-aet", "RADFLOW", "-aec", "ORTHANC", "127.0.0.1", port, *files],
+                   check=True, capture_output=True, timeout=60)
+    _wait_stable(stack)
+    third = stack.radflow("ingest")
+    assert third["new_studies"] == 1 and third["ingested_exams"] == 0
+    [held] = third["quarantined"]
+    assert "R-MLO missing" in held["reason"] and "L-CC" in held["reason"]
+    assert stack.query("SELECT count(*) AS n FROM images")[0]["n"] == 4 * (TRAIN_EXAMS + NIGHT_EXAMS)
+    assert stack.query("SELECT reason FROM quarantine WHERE stage = 'ingest'")[0]["reason"] == held["reason"]
+
+
+def test_validate_passes_then_names_a_violation(stack: Stack) -> None:
+    ok = stack.radflow("validate")
+    assert ok["success"] is True and ok["rows"] == 4 * (TRAIN_EXAMS + NIGHT_EXAMS)
+    stack.query("UPDATE images SET modality = 'CT' WHERE view = 'R-CC' AND exam_id IN "
+                "(SELECT exam_id FROM images ORDER BY exam_id LIMIT 1) RETURNING exam_id")
+    try:
+        bad = stack.radflow("validate", ok=False)
+        assert "expect_column_values_to_be_in_set on modality: 1 offending rows" in bad["error"]
+    finally:
+        stack.query("UPDATE images SET modality = 'MG' WHERE modality = 'CT' RETURNING exam_id")
+
+
+def test_train_registers_a_challenger(stack: Stack) -> None:
+    out = stack.radflow("train")
+    assert out["alias"] == "challenger" and out["model_version"] == "1"
+    assert 0.0 <= out["test_auc"] <= 1.0 and out["test_exams"] >= 3
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    mv = client.get_model_version_by_alias("mammo-screening", "challenger")
+    run = client.get_run(mv.run_id)
+    assert run.data.metrics["test_auc"] == pytest.approx(out["test_auc"], abs=1e-4)
+    assert {"git_sha", "dataset_hash", "data_contracts"} <= set(run.data.tags)
+    assert len(mv.tags["onnx_sha256"]) == 64
+
+
+def test_promote_requires_an_approver_and_audits(stack: Stack) -> None:
+    refused = stack.radflow("promote", "--approver", "  ", ok=False)
+    assert "approver" in refused["error"]
+    out = stack.radflow("promote", "--approver", "Dr. Ada Reviewer", "--reason", "first model")
+    assert out["version"] == "1" and out["previous_version"] is None
+    audit = stack.query("SELECT approver, version, alias FROM promotions")
+    assert audit == [{"approver": "Dr. Ada Reviewer", "version": "1", "alias": "champion"}]
+
+
+def test_deploy_serves_the_champion_on_triton(stack: Stack) -> None:
+    out = stack.radflow("deploy")
+    assert out["ready"] is True and out["triton_version"] == 1
+    import onnxruntime as ort
+    import tritonclient.http as http
+
+    folder = Path(out["repository"]) / "mammo_screening" / "1"
+    x = np.linspace(0, 1, 3 * 128 * 96, dtype=np.float32).reshape(3, 1, 128, 96)
+    expected = ort.InferenceSession(str(folder / "model.onnx")).run(None, {"image": x})[0]
+    client = http.InferenceServerClient(f"127.0.0.1:{stack.env['RADFLOW_TRITON_HTTP_PORT']}")
+    inp = http.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    served = client.infer("mammo_screening", [inp]).as_numpy("probability")
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert not np.allclose(served, served[0])  # different inputs, different answers
+
+
+def test_screen_scores_each_exam_of_the_day_once(stack: Stack) -> None:
+    first = stack.radflow("screen", "--date", NIGHT_DATE)
+    assert first["exams"] == NIGHT_EXAMS and first["views_scored"] == 4 * NIGHT_EXAMS
+    again = stack.radflow("screen", "--date", NIGHT_DATE)
+    assert again["exams"] == NIGHT_EXAMS
+    rows = stack.query("SELECT exam_id, score FROM exam_results WHERE study_date = :d", d=NIGHT_DATE)
+    assert len(rows) == NIGHT_EXAMS == len({r["exam_id"] for r in rows})
+    page = Path(first["worklist"]).read_text()
+    for row in rows:
+        assert page.count(f"<td>{row['exam_id']}</td>") == 1
+    scores = [r["score"] for r in sorted(rows, key=lambda r: page.index(r["exam_id"]))]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_no_phi_leaves_the_ingest_boundary(stack: Stack, phi: set[str]) -> None:
+    """Names, MRNs, accession numbers and original UIDs appear nowhere downstream."""
+    places = [stack.state / "lake", stack.state / "logs", stack.state / "mlflow",
+              stack.state / "worklists", stack.state / "triton_repo", stack.state / "serving"]
+    blobs = [p.read_bytes() for folder in places for p in folder.rglob("*") if p.is_file()]
+    tables = ["images", "exam_results", "quarantine", "promotions", "ingest_state"]
+    blobs += [repr(stack.query(f"SELECT * FROM {t}")).encode() for t in tables]
+    leaks = sorted(v for v in phi if any(v.encode() in b for b in blobs))
+    assert leaks == [], f"PHI found downstream: {leaks[:5]}"
+    assert stack.query("SELECT count(*) AS n FROM pseudonyms")[0]["n"] > 0
+
+
+def _wait_stable(stack: Stack, timeout: float = 120) -> None:
+    import time
+
+    import httpx
+
+    url = f"http://127.0.0.1:{stack.env['RADFLOW_ORTHANC_HTTP_PORT']}"
+    secret = (stack.state / "secrets" / "orthanc.env").read_text().strip().split("=", 1)[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        studies = httpx.get(f"{url}/studies", params={"expand": 1}, auth=("radflow", secret)).json()
+        if studies and all(s["IsStable"] for s in studies):
+            return
+        time.sleep(1)
+    raise AssertionError("Orthanc studies did not become stable")
