@@ -10,7 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,13 @@ class Stack:
     env: dict[str, str]
     state: Path
     db_url: str
+    outputs: list[str] = field(default_factory=list)  # stdout + stderr of every CLI call
 
     def radflow(self, *args: str, ok: bool = True, timeout: float = 1200) -> dict[str, Any]:
         """Run `radflow <args> --json`; the parsed last stdout line (fails the test if ok and rc!=0)."""
         proc = subprocess.run([RADFLOW, *args, "--json"], env=self.env, capture_output=True,
                               text=True, timeout=timeout)
+        self.outputs.append(proc.stdout + proc.stderr)
         lines = proc.stdout.strip().splitlines()
         assert lines, f"radflow {' '.join(args)} printed nothing; stderr:\n{proc.stderr[-3000:]}"
         out = json.loads(lines[-1])
