@@ -31,6 +31,8 @@ demo: bootstrap
 	$(VENV)/bin/radflow demo
 
 test: bootstrap
+	$(VENV)/bin/ruff check pipelines dags tests benchmarks
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 test-fast: bootstrap

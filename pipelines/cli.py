@@ -161,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 0 if not out.get("error") else 1
     except RadflowError as exc:
         out, code = {"error": str(exc), "type": type(exc).__name__}, 1
+    except Exception as exc:  # a bug or an unforeseen failure: still one JSON object, exit 1
+        logging.getLogger("radflow").exception("radflow %s failed unexpectedly", args.command)
+        out, code = {"error": f"{type(exc).__name__}: {exc}", "type": type(exc).__name__}, 1
     if args.json:
         print(json.dumps(out, default=str))
     elif code:

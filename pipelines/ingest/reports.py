@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-BIRADS = re.compile(r"BI-?\s?RADS[\s:]*(?:category\s*)?([0-6])", re.IGNORECASE)
-# A section header starts a line and ends with a colon ("RIGHT BREAST:", "Impression:"), so
-# "... in the right breast" inside a sentence does not open a section.
-SECTION = re.compile(r"^\s*(RIGHT BREAST|LEFT BREAST|IMPRESSION)\s*:", re.IGNORECASE | re.MULTILINE)
+BIRADS = re.compile(r"BI-?\s?RADS\s*(?:®|\(R\))?[\s:]*(?:category\s*:?\s*)?([0-6])", re.IGNORECASE)
+# A section header ends with a colon and starts the text, a line or a sentence ("RIGHT BREAST:",
+# "... BI-RADS 1. Left breast: ..." in a RIS export flattened to one line), so "in the right
+# breast: ..." inside a sentence does not open a section.
+SECTION = re.compile(
+    r"(?:^|[.;:]\s+)\s*(RIGHT BREAST|LEFT BREAST|IMPRESSION)\s*:", re.IGNORECASE | re.MULTILINE
+)
 POSITIVE, NEGATIVE = {4, 5, 6}, {1, 2}
 
 

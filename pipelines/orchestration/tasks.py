@@ -21,6 +21,13 @@ def call_stage(fn: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
     return dict(result.as_json()) if hasattr(result, "as_json") else dict(result)
 
 
+def hospital_timezone() -> str:
+    """The IANA time zone nightly schedules run in (RADFLOW_HOSPITAL_TIMEZONE, default UTC)."""
+    from pipelines.config import get_settings
+
+    return get_settings().hospital_timezone
+
+
 def previous_day(logical_date: dt.datetime, override: str | None) -> str:
     """The study date a nightly run screens: the day before its logical date, in the
     hospital's time zone, unless a study_date param overrides it."""

@@ -28,7 +28,7 @@ SERVICES = ("orthanc", "mlflow", "triton")
 @dataclass(frozen=True)
 class Service:
     name: str
-    ports: dict[str, int]
+    ports: dict[str, int]  # setting (environment variable) -> port
     health: Callable[[], bool]
     timeout_s: float
 
@@ -42,12 +42,14 @@ def services(s: RadflowSettings) -> dict[str, Service]:
         return _ok(f"{s.orthanc_base_url}/system", (s.orthanc_username, s.orthanc_secret()))
 
     return {
-        "orthanc": Service("orthanc", {"http": s.orthanc_http_port, "dicom": s.orthanc_dicom_port},
+        "orthanc": Service("orthanc", {"RADFLOW_ORTHANC_HTTP_PORT": s.orthanc_http_port,
+                                       "RADFLOW_ORTHANC_DICOM_PORT": s.orthanc_dicom_port},
                            orthanc_ok, 60),
-        "mlflow": Service("mlflow", {"http": s.mlflow_port},
+        "mlflow": Service("mlflow", {"RADFLOW_MLFLOW_PORT": s.mlflow_port},
                           lambda: _ok(f"{s.mlflow_uri}/health"), 180),
-        "triton": Service("triton", {"http": s.triton_http_port, "grpc": s.triton_grpc_port,
-                                     "metrics": s.triton_metrics_port},
+        "triton": Service("triton", {"RADFLOW_TRITON_HTTP_PORT": s.triton_http_port,
+                                     "RADFLOW_TRITON_GRPC_PORT": s.triton_grpc_port,
+                                     "RADFLOW_TRITON_METRICS_PORT": s.triton_metrics_port},
                           lambda: _ok(f"http://{s.triton_http_url}/v2/health/live"), 120),
     }
 
@@ -77,11 +79,12 @@ def _start(s: RadflowSettings, svc: Service) -> str:
         processes.wait_until(svc.name, svc.health, pid_file=pid_file, log_file=log_file,
                              timeout_s=svc.timeout_s)
         return "already running"
-    taken = [f"{k} {p}" for k, p in svc.ports.items() if processes.port_in_use(p)]
+    taken = {k: p for k, p in svc.ports.items() if processes.port_in_use(p)}
     if taken:
         raise StackError(
-            f"{svc.name}: port {', '.join(taken)} on 127.0.0.1 is already in use by another "
-            f"process; stop it or choose other ports (RADFLOW_{svc.name.upper()}_*_PORT)"
+            f"{svc.name}: port {', '.join(map(str, taken.values()))} on 127.0.0.1 is already in use "
+            f"by another process; stop it or move {svc.name} with "
+            + ", ".join(f"{k}=<free port>" for k in taken)
         )
     argv, env = _argv(s, svc.name)
     processes.start(svc.name, argv, pid_file=pid_file, log_file=log_file, env=env, cwd=s.state)

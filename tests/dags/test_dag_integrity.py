@@ -270,10 +270,6 @@ def test_parsing_looks_up_no_connection_or_variable(parsed: dict[str, dict[str, 
     assert lookups == {name: [] for name in lookups}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: screen_daily_mammograms runs at 02:00 UTC (start_date tz=UTC), not 02:00 in "
-    "RADFLOW_HOSPITAL_TIMEZONE; west of UTC the night run starts the evening before and "
-    "the morning worklist holds the day before yesterday"))
 def test_screening_runs_at_two_in_the_hospital_time_zone(dags: dict[str, dict[str, Any]]) -> None:
     assert dags["screen_daily_mammograms"]["timezone"] == HOSPITAL_TZ
 

@@ -154,9 +154,6 @@ def test_state_dir_option_overrides_the_environment(
     assert out["paths"]["lake"] == str(other.resolve() / "lake")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: cli.main catches only RadflowError; a malformed RADFLOW_* value raises "
-    "pydantic.ValidationError (traceback, exit 1, no JSON object)"))
 def test_a_malformed_setting_still_gives_one_json_error(
     in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -166,9 +163,6 @@ def test_a_malformed_setting_still_gives_one_json_error(
     assert "download_workers" in out["error"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an unreachable results database raises sqlalchemy OperationalError, which "
-    "cli.main does not catch (traceback, exit 1, no JSON object)"))
 def test_an_unreachable_results_database_gives_one_json_error(
     in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -65,18 +65,11 @@ def test_common_ways_of_writing_the_category(text: str, category: int) -> None:
     assert birads_by_side(text) == {"R": category, "L": category}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: reports.BIRADS does not accept 'Category:' with a colon nor the registered "
-    "mark; the exam loses its labels"))
 @pytest.mark.parametrize("text", ["ASSESSMENT: BI-RADS Category: 4", "ACR BI-RADS\u00ae 4"])
 def test_category_with_colon_after_category_or_registered_mark(text: str) -> None:
     assert birads_by_side(text) == {"R": 4, "L": 4}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (regression of 5199dfe): reports.SECTION only opens a section at the start of a "
-    "line, so a RIS export flattened to one line falls back to the first category for both "
-    "breasts and the suspicious left breast is labelled negative"))
 def test_a_report_flattened_to_one_line_keeps_per_breast_categories() -> None:
     text = ("Findings: Right breast: no suspicious findings, BI-RADS 1. Left breast: irregular "
             "spiculated mass at 2 o'clock, BI-RADS 4. Impression: BI-RADS 4.")

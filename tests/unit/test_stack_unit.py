@@ -91,9 +91,6 @@ def test_up_refuses_a_port_held_by_another_process_and_leaves_no_pid_file(
     assert not list(isolated_settings.rglob("*.pid"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: manage._start suggests RADFLOW_MLFLOW_*_PORT, which names no setting; the "
-    "variable that moves MLflow is RADFLOW_MLFLOW_PORT"))
 def test_the_port_error_names_the_setting_that_moves_the_port(
     own_ports: pytest.MonkeyPatch, held_port: int
 ) -> None:
