@@ -23,7 +23,8 @@ from pipelines.orchestration.assets import CHAMPION_MAMMO_MODEL
     default_args={"owner": "ml-team", "retries": 0},
     tags=["radflow", "mammo", "deployment"],
     params={
-        "approver": Param("", type="string", description="named human approving the promotion"),
+        "approver": Param(None, type="string", minLength=1,
+                          description="named human approving the promotion (required)"),
         "reason": Param("", type="string", description="why this version should serve"),
     },
     doc_md=__doc__,

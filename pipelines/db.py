@@ -100,7 +100,8 @@ exam_results = sa.Table(
 @functools.cache
 def engine_for(url: str) -> Engine:
     """A pooled engine for `url`, with the schema created on first use."""
-    eng = sa.create_engine(url, future=True, pool_pre_ping=True)
+    # hide_parameters: a failed statement's message must never quote identifiers (PHI).
+    eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if url.startswith("sqlite"):
         _sqlite_wal(eng)
     metadata.create_all(eng)

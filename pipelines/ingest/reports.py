@@ -35,7 +35,8 @@ def report_text(ds: Dataset) -> str:
 def birads_by_side(text: str) -> dict[str, int]:
     """{"R": category, "L": category} from the report's per-breast sections.
 
-    A report without per-breast sections gives its overall category to both sides.
+    A report without recognisable per-breast sections gives its highest category to both
+    sides: a suspicious finding must never become a negative label.
     """
     found: dict[str, int] = {}
     marks = list(SECTION.finditer(text))
@@ -46,9 +47,9 @@ def birads_by_side(text: str) -> dict[str, int]:
         if hit and name != "IMPRESSION":
             found["R" if name.startswith("RIGHT") else "L"] = int(hit.group(1))
     if not found:
-        hit = BIRADS.search(text)
-        if hit:
-            found = {"R": int(hit.group(1)), "L": int(hit.group(1))}
+        categories = [int(m.group(1)) for m in BIRADS.finditer(text)]
+        if categories:
+            found = {"R": max(categories), "L": max(categories)}
     return found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from pipelines import db
 from pipelines.config import get_settings
 from pipelines.domain import IngestResult, Quarantined
-from pipelines.errors import PermanentError
+from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.ingest import exams, lake
 from pipelines.locks import stage_lock
 from pipelines.pacs.client import OrthancClient
@@ -50,7 +51,7 @@ def stable_studies(client: OrthancClient, since: int) -> tuple[list[tuple[int, s
     return sorted((seq, sid) for sid, seq in found.items()), last
 
 
-def _manifest_rows(conn: Connection, exam: exams.ExamImages, seq: int, image_dir: Any,
+def _manifest_rows(conn: Connection, exam: exams.ExamImages, seq: int, image_dir: Path,
                    study_date: str) -> tuple[str, list[dict[str, Any]]]:
     exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
     patient_id = pseudonym_for(conn, "patient", exam.identifiers["patient"])
@@ -65,8 +66,25 @@ def _manifest_rows(conn: Connection, exam: exams.ExamImages, seq: int, image_dir
     return exam_id, rows
 
 
+def _check_instances_are_new(conn: Connection, exam_id: str, rows: list[dict[str, Any]]) -> None:
+    """An instance already in another exam means the study was re-sent under a new UID."""
+    owners = conn.execute(
+        sa.select(db.images.c.exam_id).where(
+            db.images.c.instance_id.in_([r["instance_id"] for r in rows]),
+            db.images.c.exam_id != exam_id,
+        )
+    ).scalars().all()
+    if owners:
+        raise InvalidStudy(f"exam {exam_id}: {len(owners)} instances already ingested under exam "
+                           f"{owners[0]} (a study re-sent under a new StudyInstanceUID?)")
+
+
 def ingest_study(client: OrthancClient, study_id: str, seq: int, source: str) -> str:
-    """Ingest one study in one transaction; returns the exam pseudonym."""
+    """Ingest one study in one transaction; returns the exam pseudonym.
+
+    The lake folder is published inside the transaction, after the manifest rows passed
+    their checks: a failure before commit leaves at most a folder the rerun replaces.
+    """
     s = get_settings()
     datasets = exams.download(client, study_id, s.download_workers)
     exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width)
@@ -74,9 +92,11 @@ def ingest_study(client: OrthancClient, study_id: str, seq: int, source: str) ->
     study_date = f"{raw_date[:4]}-{raw_date[4:6]}-{raw_date[6:8]}" if len(raw_date) == 8 else "unknown"
     with db.get_engine().begin() as conn:
         exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
-        image_dir = lake.publish_exam(s.lake_dir, study_date, exam_id, exam.views)
+        image_dir = lake.exam_dir(s.lake_dir, study_date, exam_id)
         exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, study_date)
+        _check_instances_are_new(conn, exam_id, rows)
         db.upsert(conn, db.images, rows, keys=["exam_id", "view"])
+        lake.publish_exam(s.lake_dir, study_date, exam_id, exam.views)
         set_watermark(conn, source, seq)
     return exam_id
 
@@ -115,6 +135,10 @@ def run(limit: int | None = None) -> IngestResult:
             except PermanentError as exc:
                 log.warning("quarantined study %s: %s", study_id, exc)
                 held.append(quarantine(study_id, str(exc), seq, source))
+            except sa.exc.SQLAlchemyError as exc:  # e.g. a constraint the checks did not foresee
+                reason = f"the results database refused the exam: {type(exc.orig or exc).__name__}"
+                log.warning("quarantined study %s: %s", study_id, reason)
+                held.append(quarantine(study_id, reason, seq, source))
             if n % 25 == 0 or n == len(todo):
                 rate = n / max(time.monotonic() - started, 1e-6)
                 log.info("ingest: %d/%d studies, %d quarantined, %.1f studies/s",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from pipelines.db import pseudonyms
+from pipelines.errors import InvalidStudy
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -20,8 +21,19 @@ if TYPE_CHECKING:
 PREFIXES = {"patient": "pt", "study": "ex", "series": "se", "instance": "im"}
 
 
+MAX_ORIGINAL = 128  # DICOM UIDs and LO identifiers are 64 characters at most
+
+
 def pseudonym_for(conn: Connection, kind: str, original: str) -> str:
-    """The pseudonym of `original` (e.g. a StudyInstanceUID), created on first sight."""
+    """The pseudonym of `original` (e.g. a StudyInstanceUID), created on first sight.
+
+    Raises:
+        InvalidStudy: the identifier is empty or longer than any conformant DICOM value
+            (the message gives its length, never the identifier).
+    """
+    if not original or len(original) > MAX_ORIGINAL:
+        raise InvalidStudy(f"{kind} identifier of {len(original)} characters is not a valid "
+                           f"DICOM identifier (1 to {MAX_ORIGINAL})")
     existing = lookup(conn, kind, original)
     if existing is not None:
         return existing

@@ -18,6 +18,10 @@ QUIET_MLFLOW = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+    # fail in seconds, not minutes, when the tracking server is down
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
 
 
@@ -34,6 +38,8 @@ def mlflow_client() -> MlflowClient:
     import mlflow
 
     uri = get_settings().mlflow_uri
+    if uri.startswith("http"):
+        _probe(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
@@ -41,6 +47,15 @@ def mlflow_client() -> MlflowClient:
     except Exception as exc:
         raise MlflowUnavailable(f"MLflow tracking server at {uri} did not answer: {exc}") from exc
     return client
+
+
+def _probe(uri: str) -> None:
+    import httpx
+
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=5.0).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise MlflowUnavailable(f"MLflow tracking server at {uri} did not answer: {exc}") from exc
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

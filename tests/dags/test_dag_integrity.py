@@ -185,10 +185,16 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
             [sys.executable, *argv], env=_env(home), cwd=home,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"parsing {name} crashed:\n{err[-3000:]}"
-        results[name] = json.loads(out.strip().splitlines()[-1])
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, f"parsing {name} crashed:\n{err[-3000:]}"
+            results[name] = json.loads(out.strip().splitlines()[-1])
+    finally:
+        for proc in procs.values():  # only ours, and only if still running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return results
 
 

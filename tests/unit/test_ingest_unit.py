@@ -7,6 +7,7 @@ the manifest, the lake, the result or the logs (STYLE rule 14).
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -20,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from dicom_builders import ACCESSION, PATIENT_ID, PATIENT_NAME, screening_exam, sr_report
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pipelines import db
 from pipelines.ingest import run as ingest
@@ -139,6 +140,26 @@ def test_limit_ingests_the_oldest_studies_and_the_next_run_continues(pacs: FakeO
     assert (first.new_studies, first.ingested_exams, first.images) == (2, 2, 8)
     second = ingest.run()
     assert (second.new_studies, second.ingested_exams, second.images) == (1, 1, 12)
+    assert ingest.run().new_studies == 0
+
+
+def test_a_study_repeating_already_ingested_instances_is_quarantined_and_the_batch_goes_on(
+    pacs: FakeOrthanc,
+) -> None:
+    original = screening_exam()
+    resent = [copy.deepcopy(ds) for ds in original]
+    new_study_uid = generate_uid()
+    for ds in resent:  # e.g. a corrected study sent again with its instances unchanged
+        ds.StudyInstanceUID = new_study_uid
+    pacs.add("study-original", original)
+    pacs.add("study-resent", resent)
+    pacs.add("study-other", screening_exam())
+
+    result = ingest.run()
+
+    assert (result.new_studies, result.ingested_exams, result.images) == (3, 2, 8)
+    assert [q.id for q in result.quarantined] == ["study-resent"]
+    assert result.watermark == 6
     assert ingest.run().new_studies == 0
 
 

@@ -103,6 +103,18 @@ def test_the_pseudonym_stored_by_a_concurrent_writer_wins(
     assert rows == 1
 
 
+def test_an_identifier_the_key_table_cannot_hold_is_refused_without_echoing_it(
+    postgres_url: str,
+) -> None:
+    db.engine_for(postgres_url)
+    original = "MRN-" + "7" * 130 + "^^^ST-EXAMPLE-HOSPITAL&DOE^JANE"  # non-conformant PatientID
+    with pytest.raises(Exception) as err:  # noqa: B017 - which error is the code's choice
+        with db.engine_for(postgres_url).begin() as conn:
+            pseudonym_for(conn, "patient", original)
+    assert original not in str(err.value)
+    assert "DOE^JANE" not in str(err.value)
+
+
 def _image_row(exam: str, view: str, **changes: Any) -> dict[str, Any]:
     row = {
         "exam_id": exam, "view": view, "patient_id": "pt-0001", "instance_id": f"im-{exam}-{view}",

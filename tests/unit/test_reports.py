@@ -76,6 +76,15 @@ def test_a_report_flattened_to_one_line_keeps_per_breast_categories() -> None:
     assert birads_by_side(text) == {"R": 1, "L": 4}
 
 
+@pytest.mark.parametrize("text", [
+    "RIGHT BREAST - No suspicious findings. BI-RADS 1.\n"
+    "LEFT BREAST - Irregular spiculated mass at 2 o'clock. BI-RADS 5.",
+    "Right: negative, BI-RADS 1.\nLeft: irregular mass, BI-RADS 4.",
+])
+def test_an_unrecognised_layout_never_labels_the_suspicious_breast_negative(text: str) -> None:
+    assert label_of(birads_by_side(text).get("L")) != 0
+
+
 def test_a_report_without_any_category_gives_nothing() -> None:
     assert birads_by_side("FINDINGS: technically inadequate study, recall for repeat.") == {}
 
