@@ -136,7 +136,8 @@ def run(limit: int | None = None) -> IngestResult:
                 log.warning("quarantined study %s: %s", study_id, exc)
                 held.append(quarantine(study_id, str(exc), seq, source))
             except sa.exc.SQLAlchemyError as exc:  # e.g. a constraint the checks did not foresee
-                reason = f"the results database refused the exam: {type(exc.orig or exc).__name__}"
+                cause = getattr(exc, "orig", None) or exc
+                reason = f"the results database refused the exam: {type(cause).__name__}"
                 log.warning("quarantined study %s: %s", study_id, reason)
                 held.append(quarantine(study_id, reason, seq, source))
             if n % 25 == 0 or n == len(todo):
