@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,11 @@ class RadflowSettings(BaseSettings):
 
     # Results database: PostgreSQL URL in production, a SQLite file by default.
     database_url: str | None = None
+
+    # Which images make a screening exam (declared policy: pipelines/ingest/policy.py).
+    exam_extra_views: Literal["prefer-standard", "quarantine"] = "prefer-standard"
+    exam_for_processing: Literal["skip", "quarantine"] = "skip"
+    exam_other_modalities: Literal["quarantine", "skip"] = "quarantine"
 
     # Preprocessing: every view becomes a float image of this size (training = serving).
     image_height: int = 128

@@ -16,7 +16,7 @@ import numpy as np
 from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
 from pipelines.imaging.preprocess import preprocess
-from pipelines.imaging.views import view_of
+from pipelines.ingest.policy import ExamPolicy, select
 from pipelines.ingest.reports import birads_by_side, label_of, report_text
 
 if TYPE_CHECKING:
@@ -53,33 +53,15 @@ def download(client: OrthancClient, study_id: str, workers: int) -> list[Dataset
     return out
 
 
-def pick_views(datasets: list[Dataset], label: str) -> tuple[dict[str, Dataset], str]:
-    """The four screening views and the report text of one study.
+def pick_views(datasets: list[Dataset], label: str,
+               policy: ExamPolicy | None = None) -> tuple[dict[str, Dataset], str]:
+    """The four screening views and the report text of one study, by the declared policy.
 
     Raises:
-        InvalidStudy: a non-MG/SR modality, a for-processing image, a repeated or missing view.
+        InvalidStudy: the policy refuses the study (see pipelines/ingest/policy.py).
     """
-    views: dict[str, Dataset] = {}
-    texts: list[str] = []
-    for ds in datasets:
-        modality = str(ds.get("Modality", ""))
-        if modality == "SR":
-            texts.append(report_text(ds))
-            continue
-        if modality != "MG":
-            raise InvalidStudy(f"exam {label}: modality {modality or 'missing'} is not MG")
-        intent = str(ds.get("PresentationIntentType", "FOR PRESENTATION"))
-        if intent != "FOR PRESENTATION":
-            raise InvalidStudy(f"exam {label}: {intent} image, only FOR PRESENTATION is screened")
-        view = view_of(ds)
-        if view in views:
-            raise InvalidStudy(f"exam {label}: view {view} repeated")
-        views[view] = ds
-    missing = [v for v in SCREENING_VIEWS if v not in views]
-    if missing:
-        got = ", ".join(sorted(views)) or "no views"
-        raise InvalidStudy(f"exam {label}: view {', '.join(missing)} missing: got {got}")
-    return views, "\n".join(texts)
+    chosen = select(datasets, label, policy or ExamPolicy.from_settings())
+    return chosen.views, "\n".join(report_text(ds) for ds in chosen.reports)
 
 
 def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:

@@ -47,3 +47,14 @@ def write_manifest(lake: Path, frame: pd.DataFrame) -> Path:
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+def clear_staging(lake: Path) -> int:
+    """Remove what a crashed run left in the staging folder (call with the ingest lock held)."""
+    staging = lake / ".staging"
+    if not staging.is_dir():
+        return 0
+    leftovers = list(staging.iterdir())
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return len(leftovers)

@@ -98,6 +98,9 @@ def ingest_study(client: OrthancClient, study_id: str, seq: int, source: str) ->
         db.upsert(conn, db.images, rows, keys=["exam_id", "view"])
         lake.publish_exam(s.lake_dir, study_date, exam_id, exam.views)
         set_watermark(conn, source, seq)
+        # the missing views arrived (or the study was fixed): its quarantine is over
+        conn.execute(db.quarantine.delete().where(db.quarantine.c.stage == "ingest",
+                                                  db.quarantine.c.item_id == study_id))
     return exam_id
 
 
@@ -121,6 +124,8 @@ def run(limit: int | None = None) -> IngestResult:
     """Ingest every study that became stable since the watermark (at most `limit`)."""
     s = get_settings()
     with stage_lock(s.state, "ingest"), OrthancClient(s) as client:
+        if cleared := lake.clear_staging(s.lake_dir):
+            log.warning("ingest: removed %d staging leftovers of an interrupted run", cleared)
         source = client.url
         with db.get_engine().begin() as conn:
             previous = read_watermark(conn, source)

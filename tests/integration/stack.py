@@ -53,6 +53,22 @@ class Stack:
         out["_stderr"] = proc.stderr
         return out
 
+    def wait_stable(self, timeout: float = 120) -> None:
+        """Block until Orthanc has marked every study stable."""
+        import time
+
+        import httpx
+
+        url = f"http://127.0.0.1:{self.env['RADFLOW_ORTHANC_HTTP_PORT']}"
+        secret = (self.state / "secrets" / "orthanc.env").read_text().strip().split("=", 1)[1]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            studies = httpx.get(f"{url}/studies", params={"expand": 1}, auth=("radflow", secret)).json()
+            if studies and all(s["IsStable"] for s in studies):
+                return
+            time.sleep(1)
+        raise AssertionError("Orthanc studies did not become stable")
+
     def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         """Run one statement in its own committed transaction; rows as dicts."""
         eng = sa.create_engine(self.db_url)

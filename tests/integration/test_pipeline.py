@@ -49,7 +49,7 @@ def test_synth_pushes_exams_over_dicom(stack: Stack, phi: set[str], tmp_path_fac
 
 
 def test_ingest_is_incremental_and_quarantines_bad_studies(stack: Stack, tmp_path_factory) -> None:
-    _wait_stable(stack)
+    stack.wait_stable()
     first = stack.radflow("ingest")
     assert first["new_studies"] == TRAIN_EXAMS + NIGHT_EXAMS
     assert first["ingested_exams"] == TRAIN_EXAMS + NIGHT_EXAMS and first["quarantined"] == []
@@ -68,7 +68,7 @@ def test_ingest_is_incremental_and_quarantines_bad_studies(stack: Stack, tmp_pat
     port = stack.env["RADFLOW_ORTHANC_DICOM_PORT"]
     subprocess.run(["storescu", "-aet", "RADFLOW", "-aec", "ORTHANC", "127.0.0.1", port, *files],
                    check=True, capture_output=True, timeout=60)
-    _wait_stable(stack)
+    stack.wait_stable()
     third = stack.radflow("ingest")
     assert third["new_studies"] == 1 and third["ingested_exams"] == 0
     [held] = third["quarantined"]
@@ -157,18 +157,3 @@ def test_no_phi_leaves_the_ingest_boundary(stack: Stack, phi: set[str]) -> None:
     assert leaks == [], f"PHI found downstream: {leaks[:5]}"
     assert stack.query("SELECT count(*) AS n FROM pseudonyms")[0]["n"] > 0
 
-
-def _wait_stable(stack: Stack, timeout: float = 120) -> None:
-    import time
-
-    import httpx
-
-    url = f"http://127.0.0.1:{stack.env['RADFLOW_ORTHANC_HTTP_PORT']}"
-    secret = (stack.state / "secrets" / "orthanc.env").read_text().strip().split("=", 1)[1]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        studies = httpx.get(f"{url}/studies", params={"expand": 1}, auth=("radflow", secret)).json()
-        if studies and all(s["IsStable"] for s in studies):
-            return
-        time.sleep(1)
-    raise AssertionError("Orthanc studies did not become stable")

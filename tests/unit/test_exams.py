@@ -13,11 +13,13 @@ from dicom_builders import (
     screening_exam,
     sr_report,
 )
+from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless
 
 from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
 from pipelines.ingest.exams import assemble, pick_views
+from pipelines.ingest.policy import ExamPolicy, select
 
 H, W = 24, 16
 REPORT = [
@@ -54,12 +56,48 @@ def test_an_exam_with_two_missing_views_names_both() -> None:
         pick_views(datasets, "ex-2")
 
 
-def test_a_repeated_view_is_refused_naming_the_view() -> None:
+def test_a_repeated_view_keeps_the_preferred_image_by_default() -> None:
+    datasets = screening_exam()
+    later = mg_image(breast_pixels(laterality="L"), laterality="L", position="CC",
+                     study_uid=datasets[0].StudyInstanceUID)
+    later.InstanceNumber = 99  # the repeat acquisition
+    views, _ = pick_views([*datasets, later], "ex-3")
+    assert views["L-CC"] is later
+    chosen = select([*datasets, later], "ex-3", ExamPolicy())
+    assert chosen.skipped == ["L-CC repeated: kept the preferred image"]
+
+
+def test_a_repeat_with_a_view_modifier_loses_to_the_plain_view() -> None:
+    datasets = screening_exam()
+    spot = mg_image(breast_pixels(laterality="L"), laterality="L", position="CC",
+                    study_uid=datasets[0].StudyInstanceUID)
+    spot.InstanceNumber = 99
+    modifier = Dataset()
+    modifier.CodeValue, modifier.CodingSchemeDesignator = "399055006", "SCT"
+    modifier.CodeMeaning = "Spot compression"
+    spot.ViewModifierCodeSequence = [modifier]
+    views, _ = pick_views([*datasets, spot], "ex-3b")
+    assert views["L-CC"] is not spot and "ViewModifierCodeSequence" not in views["L-CC"]
+
+
+def test_a_repeated_view_is_refused_when_the_policy_says_quarantine() -> None:
     datasets = screening_exam()
     extra = mg_image(breast_pixels(laterality="L"), laterality="L", position="CC",
                      study_uid=datasets[0].StudyInstanceUID)
     with pytest.raises(InvalidStudy, match=r"ex-3: view L-CC repeated"):
-        pick_views([*datasets, extra], "ex-3")
+        pick_views([*datasets, extra], "ex-3", ExamPolicy(extra_views="quarantine"))
+
+
+def test_an_extra_non_screening_view_is_skipped_and_listed() -> None:
+    datasets = screening_exam()
+    xccl = mg_image(breast_pixels(), laterality="R", position="XCCL",
+                    study_uid=datasets[0].StudyInstanceUID)
+    xccl.ViewCodeSequence = []
+    chosen = select([*datasets, xccl], "ex-7", ExamPolicy())
+    assert sorted(chosen.views) == sorted(SCREENING_VIEWS)
+    assert chosen.skipped == ["extra view XCCL"]
+    with pytest.raises(InvalidStudy, match=r"view XCCL is not a screening view"):
+        select([*datasets, xccl], "ex-7", ExamPolicy(extra_views="quarantine"))
 
 
 def test_a_non_mg_image_is_refused_naming_the_modality() -> None:
@@ -67,13 +105,26 @@ def test_a_non_mg_image_is_refused_naming_the_modality() -> None:
     ct = mg_image(breast_pixels(), modality="CT", study_uid=datasets[0].StudyInstanceUID)
     with pytest.raises(InvalidStudy, match=r"ex-4: modality CT is not MG"):
         pick_views([*datasets, ct], "ex-4")
+    chosen = select([*datasets, ct], "ex-4", ExamPolicy(other_modalities="skip"))
+    assert chosen.skipped == ["CT image (not MG)"]
 
 
-def test_a_for_processing_image_is_refused() -> None:
+def test_a_for_processing_image_is_skipped_beside_its_for_presentation_view() -> None:
+    datasets = screening_exam()
+    raw = mg_image(breast_pixels(), laterality="R", position="MLO",
+                   study_uid=datasets[0].StudyInstanceUID)
+    raw.PresentationIntentType = "FOR PROCESSING"
+    chosen = select([*datasets, raw], "ex-5", ExamPolicy())
+    assert chosen.skipped == ["R-MLO FOR PROCESSING image"] and raw not in chosen.views.values()
+
+
+def test_a_for_processing_image_alone_leaves_its_view_missing_or_is_refused_by_policy() -> None:
     datasets = screening_exam()
     datasets[2].PresentationIntentType = "FOR PROCESSING"
-    with pytest.raises(InvalidStudy, match=r"ex-5: FOR PROCESSING image"):
+    with pytest.raises(InvalidStudy, match=r"ex-5: view .* missing"):
         pick_views(datasets, "ex-5")
+    with pytest.raises(InvalidStudy, match=r"ex-5: FOR PROCESSING image"):
+        pick_views(datasets, "ex-5", ExamPolicy(for_processing="quarantine"))
 
 
 def test_an_image_without_presentation_intent_counts_as_for_presentation() -> None:

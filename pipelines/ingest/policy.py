@@ -1,0 +1,120 @@
+"""The declared screening-exam policy: which images of a study make the exam.
+
+A screening exam is exactly one R-CC, L-CC, R-MLO and L-MLO image. What a real PACS
+sends is messier; each case has a declared outcome, never a silent drop:
+
+- Extra views (spot, magnification, implant-displaced, XCCL, ML...), setting
+  `exam_extra_views`, default `prefer-standard`: the standard view is kept and the extras
+  are listed in `skipped`; `quarantine` refuses the exam.
+- A standard view acquired twice (same setting): the image without view modifiers, then
+  the latest (AcquisitionDateTime, InstanceNumber); `quarantine` refuses the exam.
+- FOR PROCESSING images, `exam_for_processing`, default `skip`: skipped (the view must
+  then come as FOR PRESENTATION); `quarantine` refuses the exam.
+- Images of another modality (CT, US, PR, KO...), `exam_other_modalities`, default
+  `quarantine`: the study is refused naming the modality; `skip` lists them in `skipped`.
+- A view missing: quarantined naming the missing and present views. When the missing image
+  arrives, Orthanc marks the study stable again and the next ingest takes it and clears
+  the quarantine record: that is the "wait".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from pipelines.domain import SCREENING_VIEWS
+from pipelines.errors import InvalidStudy
+from pipelines.imaging.views import view_of
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+NON_IMAGE_MODALITIES = {"SR"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExamPolicy:
+    extra_views: str = "prefer-standard"  # or "quarantine"
+    for_processing: str = "skip"  # or "quarantine"
+    other_modalities: str = "quarantine"  # or "skip"
+
+    @classmethod
+    def from_settings(cls) -> ExamPolicy:
+        from pipelines.config import get_settings
+
+        s = get_settings()
+        return cls(s.exam_extra_views, s.exam_for_processing, s.exam_other_modalities)
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    views: dict[str, Dataset]
+    reports: list[Dataset]
+    skipped: list[str]  # why each unused image was left out (no identifiers)
+
+
+def _standard_view(ds: Dataset) -> str | None:
+    try:
+        return view_of(ds)
+    except InvalidStudy:
+        return None
+
+
+def _preference(ds: Dataset) -> tuple[int, str, int]:
+    """Higher is preferred: no view modifiers, then latest acquisition, then instance number."""
+    plain = 0 if ds.get("ViewModifierCodeSequence") else 1
+    when = str(ds.get("AcquisitionDateTime", "") or f"{ds.get('AcquisitionDate', '')}"
+               f"{ds.get('AcquisitionTime', '') or ds.get('ContentTime', '')}")
+    return plain, when, int(ds.get("InstanceNumber", 0) or 0)
+
+
+def _sort_image(ds: Dataset, label: str, policy: ExamPolicy, candidates: dict[str, list[Dataset]],
+                skipped: list[str]) -> None:
+    modality = str(ds.get("Modality", "") or "missing")
+    if modality != "MG":
+        if policy.other_modalities == "skip":
+            skipped.append(f"{modality} image (not MG)")
+            return
+        raise InvalidStudy(f"exam {label}: modality {modality} is not MG")
+    intent = str(ds.get("PresentationIntentType", "FOR PRESENTATION"))
+    view = _standard_view(ds)
+    if intent != "FOR PRESENTATION":
+        if policy.for_processing == "quarantine":
+            raise InvalidStudy(f"exam {label}: {intent} image, only FOR PRESENTATION is screened")
+        skipped.append(f"{view or 'MG'} {intent} image")
+        return
+    if view is None:
+        position = str(ds.get("ViewPosition", "") or "missing")
+        if policy.extra_views == "quarantine":
+            raise InvalidStudy(f"exam {label}: view {position} is not a screening view")
+        skipped.append(f"extra view {position}")
+        return
+    candidates.setdefault(view, []).append(ds)
+
+
+def select(datasets: list[Dataset], label: str, policy: ExamPolicy) -> Selection:
+    """Apply the policy to a study's datasets.
+
+    Raises:
+        InvalidStudy: the policy refuses the study, or a screening view is missing.
+    """
+    candidates: dict[str, list[Dataset]] = {}
+    reports: list[Dataset] = []
+    skipped: list[str] = []
+    for ds in datasets:
+        if str(ds.get("Modality", "")) in NON_IMAGE_MODALITIES:
+            reports.append(ds)
+        else:
+            _sort_image(ds, label, policy, candidates, skipped)
+    views = {}
+    for view, found in candidates.items():
+        if len(found) > 1 and policy.extra_views == "quarantine":
+            raise InvalidStudy(f"exam {label}: view {view} repeated")
+        ranked = sorted(found, key=_preference, reverse=True)
+        views[view] = ranked[0]
+        skipped += [f"{view} repeated: kept the preferred image"] * (len(ranked) - 1)
+    missing = [v for v in SCREENING_VIEWS if v not in views]
+    if missing:
+        got = ", ".join(sorted(views)) or "no views"
+        raise InvalidStudy(f"exam {label}: view {', '.join(missing)} missing: got {got}")
+    return Selection(views=views, reports=reports, skipped=skipped)
