@@ -70,6 +70,7 @@ class RadflowSettings(BaseSettings):
     # Screening
     hospital_timezone: str = "UTC"
     download_workers: int = 4
+    ingest_workers: int = 2  # processes that download, decode and preprocess studies
 
     @property
     def state(self) -> Path:

@@ -19,6 +19,7 @@ from pipelines.config import get_settings
 from pipelines.domain import IngestResult, Quarantined
 from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.ingest import exams, lake
+from pipelines.ingest.prepare import Prepared, prepare, prepared
 from pipelines.locks import stage_lock
 from pipelines.pacs.client import OrthancClient
 from pipelines.pacs.pseudonyms import pseudonym_for
@@ -79,29 +80,33 @@ def _check_instances_are_new(conn: Connection, exam_id: str, rows: list[dict[str
                            f"{owners[0]} (a study re-sent under a new StudyInstanceUID?)")
 
 
-def ingest_study(client: OrthancClient, study_id: str, seq: int, source: str) -> str:
-    """Ingest one study in one transaction; returns the exam pseudonym.
+def commit_study(item: Prepared, seq: int, source: str) -> str:
+    """Publish one prepared study in one transaction; returns the exam pseudonym.
 
     The lake folder is published inside the transaction, after the manifest rows passed
     their checks: a failure before commit leaves at most a folder the rerun replaces.
     """
     s = get_settings()
-    datasets = exams.download(client, study_id, s.download_workers)
-    exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width)
-    raw_date = str(datasets[0].get("StudyDate", ""))
-    study_date = f"{raw_date[:4]}-{raw_date[4:6]}-{raw_date[6:8]}" if len(raw_date) == 8 else "unknown"
+    exam = item.exam
+    if exam is None:
+        raise InvalidStudy(item.refusal or "study could not be prepared")
     with db.get_engine().begin() as conn:
         exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
-        image_dir = lake.exam_dir(s.lake_dir, study_date, exam_id)
-        exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, study_date)
+        image_dir = lake.exam_dir(s.lake_dir, item.study_date, exam_id)
+        exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, item.study_date)
         _check_instances_are_new(conn, exam_id, rows)
         db.upsert(conn, db.images, rows, keys=["exam_id", "view"])
-        lake.publish_exam(s.lake_dir, study_date, exam_id, exam.views)
+        lake.publish_exam(s.lake_dir, item.study_date, exam_id, exam.views)
         set_watermark(conn, source, seq)
         # the missing views arrived (or the study was fixed): its quarantine is over
         conn.execute(db.quarantine.delete().where(db.quarantine.c.stage == "ingest",
-                                                  db.quarantine.c.item_id == study_id))
+                                                  db.quarantine.c.item_id == item.study_id))
     return exam_id
+
+
+def ingest_study(client: OrthancClient, study_id: str, seq: int, source: str) -> str:
+    """Prepare and commit one study in this process."""
+    return commit_study(prepare(client, study_id), seq, source)
 
 
 def quarantine(study_id: str, reason: str, seq: int, source: str) -> Quarantined:
@@ -133,9 +138,10 @@ def run(limit: int | None = None) -> IngestResult:
         if limit is not None:
             todo = todo[:limit]
         ingested, held, started = 0, [], time.monotonic()
-        for n, (seq, study_id) in enumerate(todo, 1):
+        stream = prepared(client, [sid for _, sid in todo], s.ingest_workers)
+        for n, ((seq, study_id), item) in enumerate(zip(todo, stream, strict=True), 1):
             try:
-                ingest_study(client, study_id, seq, source)
+                commit_study(item, seq, source)
                 ingested += 1
             except PermanentError as exc:
                 log.warning("quarantined study %s: %s", study_id, exc)

@@ -82,6 +82,7 @@ def pacs(monkeypatch: pytest.MonkeyPatch) -> FakeOrthanc:
     monkeypatch.setenv("RADFLOW_IMAGE_HEIGHT", "24")
     monkeypatch.setenv("RADFLOW_IMAGE_WIDTH", "16")
     monkeypatch.setenv("RADFLOW_DOWNLOAD_WORKERS", "2")
+    monkeypatch.setenv("RADFLOW_INGEST_WORKERS", "1")  # the fake PACS lives in this process
     monkeypatch.setattr(ingest, "OrthancClient", lambda settings=None: fake)
     return fake
 
