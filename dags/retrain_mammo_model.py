@@ -2,8 +2,9 @@
 ### Retrain the mammography model
 
 Weekly (Sunday 03:00) and on demand: ingest the studies Orthanc marked stable since the
-last watermark, check the manifest against its data contract, then fine-tune the CNN,
-log it to MLflow and register it as `challenger`. Promotion is a separate, human step
+last watermark, check the manifest against its data contract, freeze a DVC-versioned
+dataset (patient-level splits, its own contract), train the CNN on it, log it to MLflow,
+register it as `challenger` and evaluate it on the frozen test split. Promotion is a separate, human step
 (`deploy_mammo_model`).
 
 Failures: a data contract violation fails the run without retry (fix the data, rerun);
@@ -36,21 +37,35 @@ def retrain_mammo_model() -> None:
 
         return call_stage(run.run)
 
-    @task(outlets=[VALIDATED_MAMMO_DATASET])
+    @task
     def validate_manifest(ingested: dict) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.validation import run
 
         return call_stage(run.run)
 
+    @task(outlets=[VALIDATED_MAMMO_DATASET])
+    def build_dataset(validated: dict) -> dict:
+        from pipelines.datasets import build
+        from pipelines.orchestration.tasks import call_stage
+
+        return call_stage(build.run)
+
     @task(outlets=[CHALLENGER_MAMMO_MODEL])
-    def train_challenger(validated: dict) -> dict:
+    def train_challenger(dataset: dict) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.training import run
 
         return call_stage(run.run)
 
-    train_challenger(validate_manifest(ingest_new_studies()))
+    @task
+    def evaluate_challenger(trained: dict) -> dict:
+        from pipelines.datasets import evaluate
+        from pipelines.orchestration.tasks import call_stage
+
+        return call_stage(evaluate.run)
+
+    evaluate_challenger(train_challenger(build_dataset(validate_manifest(ingest_new_studies()))))
 
 
 retrain_mammo_model()

@@ -49,7 +49,19 @@ def _ingest(args: argparse.Namespace) -> Any:
 def _validate(args: argparse.Namespace) -> Any:
     from pipelines.validation import run
 
-    return run.run(suite=args.suite)
+    return run.run(suite=args.suite, version=args.contract_version, data_docs=not args.no_data_docs)
+
+
+def _build_dataset(args: argparse.Namespace) -> Any:
+    from pipelines.datasets import build
+
+    return build.run(name=args.name, seed=args.seed, remote=args.remote)
+
+
+def _evaluate(args: argparse.Namespace) -> Any:
+    from pipelines.datasets import evaluate
+
+    return evaluate.run(alias=args.alias, split=args.split, dataset=args.name)
 
 
 def _train(args: argparse.Namespace) -> Any:
@@ -115,11 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="at most this many studies")
 
     p = add("validate", _validate, "check the manifest against a data contract (Great Expectations)")
-    p.add_argument("--suite", default="mammo_manifest", help="data_contracts/<suite>.v<N>.json")
+    p.add_argument("--suite", default="mammo_manifest",
+                   help="data_contracts/<suite>.v<N>.json (mammo_manifest, mammo_dataset)")
+    p.add_argument("--contract-version", type=int, default=None,
+                   help="pin contract version N (default: the latest)")
+    p.add_argument("--no-data-docs", action="store_true", help="skip rendering the GX Data Docs HTML")
+
+    p = add("build-dataset", _build_dataset,
+            "freeze the validated manifest into a patient-split dataset versioned with DVC")
+    p.add_argument("--name", default=None, help="dataset name (default: params.yaml dataset.name)")
+    p.add_argument("--seed", type=int, default=None, help="orders new patients for split assignment")
+    p.add_argument("--remote", default=None, help="DVC remote URL (default <state>/dvc-remote)")
 
     p = add("train", _train, "train the CNN, log to MLflow, register it as challenger")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+
+    p = add("evaluate", _evaluate, "evaluate a registered model on a frozen dataset split, log to MLflow")
+    p.add_argument("--alias", default="challenger", help="registered model alias to evaluate")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--name", default="mammo", help="dataset name")
 
     p = add("promote", _promote, "move alias champion to the challenger (approver required)")
     p.add_argument("--approver", required=True, help="the named human who approves")

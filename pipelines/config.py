@@ -60,9 +60,15 @@ class RadflowSettings(BaseSettings):
     exam_for_processing: Literal["skip", "quarantine"] = "skip"
     exam_other_modalities: Literal["quarantine", "skip"] = "quarantine"
 
+    # Label sources besides the SR reports in the PACS (read inside the ingest boundary).
+    ris_export: Path | None = None  # CSV: accession_number or study_instance_uid, report_text
+    pathology_file: Path | None = None  # CSV: exam_id (pseudonym), laterality, outcome, date
+
     # Preprocessing: every view becomes a float image of this size (training = serving).
     image_height: int = 128
     image_width: int = 96
+    # Per-file pixel decode limit: an overrunning codec is killed, the study quarantined.
+    decode_timeout_s: float = 60.0
 
     # Training: overrides params.yaml's epochs (tests and quick demos use few).
     train_epochs: int | None = None

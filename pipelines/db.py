@@ -27,6 +27,15 @@ pseudonyms = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+# De-identification date shifts (PS3.15 Modified Dates option), keyed by patient pseudonym.
+date_offsets = sa.Table(
+    "date_offsets",
+    metadata,
+    sa.Column("patient_pseudonym", sa.String(64), primary_key=True),
+    sa.Column("offset_days", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
 ingest_state = sa.Table(
     "ingest_state",
     metadata,
@@ -56,6 +65,7 @@ images = sa.Table(
     sa.Column("patient_age", sa.Integer, nullable=True),
     sa.Column("birads", sa.Integer, nullable=True),
     sa.Column("label", sa.Integer, nullable=True),
+    sa.Column("label_source", sa.String(16), nullable=True),  # birads-report|birads-addendum|pathology|none
     sa.Column("image_path", sa.String(512), nullable=False),
     sa.Column("pixel_mean", sa.Float, nullable=False),
     sa.Column("ingest_seq", sa.BigInteger, nullable=False),

@@ -1,7 +1,8 @@
 """DICOM pixels to the model's input: one function used by ingest, training and Triton.
 
-Steps: modality LUT, VOI LUT or window, MONOCHROME1 inverted, chest wall to the left
-(right-breast images are mirrored), scaled to [0, 1], resized to the configured size.
+Steps: decode (optionally in a child process with a time limit), modality LUT, VOI LUT
+or window, MONOCHROME1 inverted, chest wall to the left, cropped to the breast, scaled
+to [0, 1], resized to the configured size.
 """
 
 from __future__ import annotations
@@ -11,24 +12,27 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.errors import InvalidStudy
+from pipelines.imaging.crop import crop_to_breast
+from pipelines.imaging.decode import decode, decode_with_timeout
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
 
-def display_pixels(ds: Dataset) -> np.ndarray:
+def display_pixels(ds: Dataset, raw: np.ndarray | None = None) -> np.ndarray:
     """The image as displayed (float32, bright = dense), before orientation and resizing.
 
+    Args:
+        ds: the dataset.
+        raw: its already decoded stored pixels (decoded here when None).
+
     Raises:
-        InvalidStudy: the pixel data cannot be decoded.
+        InvalidStudy: the pixel data cannot be decoded or is not one 2-D frame.
     """
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    try:
-        raw = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for undecodable pixel data
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise InvalidStudy(f"pixel data cannot be decoded (transfer syntax {syntax}): {exc}") from exc
+    if raw is None:
+        raw = decode(ds)
     if raw.ndim != 2:
         raise InvalidStudy(f"expected a single-frame 2-D image, got shape {raw.shape}")
     arr = apply_modality_lut(raw, ds)
@@ -40,9 +44,26 @@ def display_pixels(ds: Dataset) -> np.ndarray:
     return arr
 
 
-def canonical(arr: np.ndarray, laterality: str) -> np.ndarray:
-    """Mirror right-breast images so the chest wall is on the left for every view."""
-    return arr[:, ::-1] if laterality == "R" else arr
+def chest_wall_is_right(ds: Dataset, laterality: str) -> bool:
+    """Whether the stored image has the chest wall on the right (and must be mirrored).
+
+    PatientOrientation says it when present: its first value is the direction of
+    increasing column, "A..." (towards the nipple) for chest wall left, "P..." for right.
+    Otherwise the modality convention holds (right breast stored chest wall right),
+    unless FieldOfViewHorizontalFlip says the detector image was mirrored.
+    """
+    orientation = ds.get("PatientOrientation")
+    if orientation is not None and not isinstance(orientation, str) and len(orientation) == 2:
+        row_direction = str(orientation[0])[:1].upper()
+        if row_direction in ("A", "P"):
+            return row_direction == "P"
+    flipped = str(ds.get("FieldOfViewHorizontalFlip", "") or "").upper() == "YES"
+    return (laterality == "R") != flipped
+
+
+def canonical(arr: np.ndarray, mirror: bool) -> np.ndarray:
+    """Mirror the image if asked, so the chest wall is on the left for every view."""
+    return arr[:, ::-1] if mirror else arr
 
 
 def rescale(arr: np.ndarray) -> np.ndarray:
@@ -61,7 +82,22 @@ def resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def preprocess(ds: Dataset, laterality: str, height: int, width: int) -> np.ndarray:
-    """The model input of one view: float32 [height, width] in [0, 1]."""
-    arr = canonical(display_pixels(ds), laterality)
-    return np.clip(resize(rescale(arr), height, width), 0.0, 1.0)
+def preprocess(ds: Dataset, laterality: str, height: int, width: int, *,
+               decode_timeout_s: float | None = None) -> np.ndarray:
+    """The model input of one view: float32 [height, width] in [0, 1].
+
+    Args:
+        ds: one MG image.
+        laterality: "R" or "L".
+        height: output rows.
+        width: output columns.
+        decode_timeout_s: decode in a child process killed after this many seconds
+            (ingest sets it; None decodes in this process).
+
+    Raises:
+        InvalidStudy: the pixels cannot be decoded (in time) or are not one 2-D frame.
+    """
+    raw = None if decode_timeout_s is None else decode_with_timeout(ds, decode_timeout_s)
+    arr = canonical(display_pixels(ds, raw), chest_wall_is_right(ds, laterality))
+    # Crop before scaling: a bright marker outside the breast must not set the maximum.
+    return np.clip(resize(rescale(crop_to_breast(arr)), height, width), 0.0, 1.0)

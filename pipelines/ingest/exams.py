@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.config import get_settings
+from pipelines.deid import burned_in_annotation, without_pixel_data
 from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
 from pipelines.imaging.preprocess import preprocess
 from pipelines.ingest.policy import ExamPolicy, select
-from pipelines.ingest.reports import birads_by_side, label_of, report_text
+from pipelines.ingest.reports import report_text
+from pipelines.labels.birads import BiradsReading, read_report
+from pipelines.labels.pathology import label_views
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -35,6 +40,23 @@ class ExamImages:
     attrs: dict[str, dict[str, Any]]
     birads: dict[str, int]
     identifiers: dict[str, str]  # PHI: original ids, only for the pseudonym table
+    # PHI: the original headers without pixels, as DICOM bytes (any dataset pickles that
+    # way); de-identified by the parent (pipelines.deid) before anything is stored
+    headers: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    def header_datasets(self) -> dict[str, Dataset]:
+        import pydicom
+
+        return {v: pydicom.dcmread(io.BytesIO(b), force=True) for v, b in self.headers.items()}
+
+
+def header_bytes(ds: Dataset) -> bytes:
+    """The header of `ds` without pixel data, written as a DICOM file in memory."""
+    import pydicom
+
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, without_pixel_data(ds), enforce_file_format=False)
+    return buffer.getvalue()
 
 
 def download(client: OrthancClient, study_id: str, workers: int) -> list[Dataset]:
@@ -83,21 +105,42 @@ def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:
     }
 
 
-def assemble(datasets: list[Dataset], label: str, height: int, width: int) -> ExamImages:
-    """Check, label and preprocess one study's datasets."""
+def assemble(datasets: list[Dataset], label: str, height: int, width: int,
+             ris_texts: Mapping[str, str] | None = None) -> ExamImages:
+    """Check, label and preprocess one study's datasets.
+
+    Args:
+        ris_texts: report texts of a RIS export by accession number or StudyInstanceUID,
+            used when the study holds no SR report.
+
+    Raises:
+        InvalidStudy: the exam policy refuses the study, a view has burned-in annotation,
+            or pixels cannot be decoded.
+    """
     views, text = pick_views(datasets, label)
-    birads = birads_by_side(text) if text else {}
-    pixels, attrs = {}, {}
+    first = views[SCREENING_VIEWS[0]]
+    if not text and ris_texts:
+        text = ris_texts.get(str(first.get("AccessionNumber", "") or "")) \
+            or ris_texts.get(str(first.StudyInstanceUID), "")
+    reading = read_report(text) if text else BiradsReading({}, {})
+    labels = label_views(label, reading, {}, views=tuple(views))
+    pixels, attrs, headers = {}, {}, {}
     for view, ds in views.items():
+        reason = burned_in_annotation(ds)  # here, so that screening refuses these views too
+        if reason:
+            raise InvalidStudy(f"exam {label} view {view}: {reason}")
         try:
-            arr = preprocess(ds, view[0], height, width)
+            arr = preprocess(ds, view[0], height, width,
+                             decode_timeout_s=get_settings().decode_timeout_s)
         except InvalidStudy as exc:
             raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
         pixels[view] = arr
         attrs[view] = attributes(ds, view, arr)
-        attrs[view]["birads"] = birads.get(view[0])
-        attrs[view]["label"] = label_of(birads.get(view[0]))
-    first = views[SCREENING_VIEWS[0]]
+        attrs[view]["birads"] = labels[view].birads
+        attrs[view]["label"] = labels[view].label
+        attrs[view]["label_source"] = labels[view].provenance
+        headers[view] = header_bytes(ds)
     ids = {"patient": str(first.get("PatientID", "")), "study": str(first.StudyInstanceUID)}
     ids.update({f"instance:{v}": str(ds.SOPInstanceUID) for v, ds in views.items()})
-    return ExamImages(views=pixels, attrs=attrs, birads=birads, identifiers=ids)
+    return ExamImages(views=pixels, attrs=attrs, birads=reading.categories, identifiers=ids,
+                      headers=headers)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pipelines.imaging.storage import to_lake
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,8 +21,10 @@ def exam_dir(lake: Path, study_date: str, exam_id: str) -> Path:
     return lake / "images" / f"study_date={study_date}" / exam_id
 
 
-def publish_exam(lake: Path, study_date: str, exam_id: str, views: dict[str, np.ndarray]) -> Path:
-    """Write the views to a staging folder, then swap it in with renames.
+def publish_exam(lake: Path, study_date: str, exam_id: str, views: dict[str, np.ndarray],
+                 headers: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write the views (and their de-identified DICOM JSON headers) to a staging folder,
+    then swap it in with renames.
 
     A crash leaves either the old folder or the new one, never a half-written exam.
     """
@@ -27,7 +32,9 @@ def publish_exam(lake: Path, study_date: str, exam_id: str, views: dict[str, np.
     staging = lake / ".staging" / f"{exam_id}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     for view, arr in views.items():
-        np.save(staging / f"{view}.npy", arr.astype(np.float16))
+        np.save(staging / f"{view}.npy", to_lake(arr))  # uint16 fixed point, see storage.py
+    for view, header in (headers or {}).items():
+        (staging / f"{view}.dcm.json").write_text(json.dumps(header, sort_keys=True))
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         trash = lake / ".staging" / f"old-{exam_id}-{uuid.uuid4().hex[:8]}"

@@ -9,14 +9,17 @@ the parent, which maps them through the pseudonym table).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 
 from pipelines.config import get_settings
-from pipelines.errors import PermanentError
+from pipelines.errors import PermanentError, TransientError
 from pipelines.ingest import exams
 from pipelines.pacs.client import OrthancClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,39 +28,44 @@ class Prepared:
 
     study_id: str
     exam: exams.ExamImages | None = None
-    study_date: str = "unknown"
     refusal: str | None = None
 
 
-def prepare(client: OrthancClient, study_id: str) -> Prepared:
+def prepare(client: OrthancClient, study_id: str,
+            ris_texts: Mapping[str, str] | None = None) -> Prepared:
     """Download and assemble one study; PermanentError becomes a refusal, TransientError raises."""
     s = get_settings()
     try:
         datasets = exams.download(client, study_id, s.download_workers)
-        exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width)
+        exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width,
+                              ris_texts)
     except PermanentError as exc:
         return Prepared(study_id, refusal=str(exc))
-    raw = str(datasets[0].get("StudyDate", ""))
-    date = f"{raw[:4]}-{raw[4:6]}-{raw[6:8]}" if len(raw) == 8 else "unknown"
-    return Prepared(study_id, exam=exam, study_date=date)
+    except TransientError:
+        raise
+    except Exception as exc:  # unforeseen input: quarantine it, the batch goes on (type only: no PHI)
+        log.warning("study %s: unexpected %s while preparing it", study_id, type(exc).__name__)
+        return Prepared(study_id, refusal=f"unexpected {type(exc).__name__} while preparing the study")
+    return Prepared(study_id, exam=exam)
 
 
 _worker_client: OrthancClient | None = None
 
 
-def _prepare_in_worker(study_id: str) -> Prepared:
+def _prepare_in_worker(study_id: str, ris_texts: Mapping[str, str] | None) -> Prepared:
     global _worker_client
     if _worker_client is None:  # one keep-alive client per worker process
         _worker_client = OrthancClient()
-    return prepare(_worker_client, study_id)
+    return prepare(_worker_client, study_id, ris_texts)
 
 
-def prepared(client: OrthancClient, study_ids: list[str], workers: int) -> Iterator[Prepared]:
+def prepared(client: OrthancClient, study_ids: list[str], workers: int,
+             ris_texts: Mapping[str, str] | None = None) -> Iterator[Prepared]:
     """The studies prepared, in the order given; in `workers` processes for large batches."""
     if workers <= 1 or len(study_ids) < 2 * workers:  # a pool costs seconds to start
         for study_id in study_ids:
-            yield prepare(client, study_id)
+            yield prepare(client, study_id, ris_texts)
         return
     context = multiprocessing.get_context("spawn")  # no inherited sockets or DB connections
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(_prepare_in_worker, study_ids)
+        yield from pool.map(_prepare_in_worker, study_ids, [ris_texts] * len(study_ids))

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from pipelines import db
 from pipelines.config import get_settings
+from pipelines.deid import TableKeys, deidentify_exam
 from pipelines.domain import IngestResult, Quarantined
 from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.ingest import exams, lake
@@ -91,12 +92,14 @@ def commit_study(item: Prepared, seq: int, source: str) -> str:
     if exam is None:
         raise InvalidStudy(item.refusal or "study could not be prepared")
     with db.get_engine().begin() as conn:
+        # PS3.15 Basic Profile + Modified Dates: the lake and manifest get shifted dates
+        clean = deidentify_exam(exam.header_datasets(), TableKeys(conn))
         exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
-        image_dir = lake.exam_dir(s.lake_dir, item.study_date, exam_id)
-        exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, item.study_date)
+        image_dir = lake.exam_dir(s.lake_dir, clean.study_date, exam_id)
+        exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, clean.study_date)
         _check_instances_are_new(conn, exam_id, rows)
         db.upsert(conn, db.images, rows, keys=["exam_id", "view"])
-        lake.publish_exam(s.lake_dir, item.study_date, exam_id, exam.views)
+        lake.publish_exam(s.lake_dir, clean.study_date, exam_id, exam.views, clean.headers)
         set_watermark(conn, source, seq)
         # the missing views arrived (or the study was fixed): its quarantine is over
         conn.execute(db.quarantine.delete().where(db.quarantine.c.stage == "ingest",
@@ -138,7 +141,14 @@ def run(limit: int | None = None) -> IngestResult:
         if limit is not None:
             todo = todo[:limit]
         ingested, held, started = 0, [], time.monotonic()
-        stream = prepared(client, [sid for _, sid in todo], s.ingest_workers)
+        ris_texts = None
+        if s.ris_export is not None:  # report texts stay inside ingest, never logged
+            from pipelines.labels.ris import read_ris_export
+
+            ris = read_ris_export(s.ris_export)
+            ris_texts = ris.texts
+            held += [Quarantined(id=f"ris-row-{n}", reason=r) for n, r in ris.skipped]
+        stream = prepared(client, [sid for _, sid in todo], s.ingest_workers, ris_texts)
         for n, ((seq, study_id), item) in enumerate(zip(todo, stream, strict=True), 1):
             try:
                 commit_study(item, seq, source)

@@ -43,7 +43,10 @@ class OrthancClient:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except httpx.RemoteProtocolError:  # Orthanc closed an idle keep-alive connection
+                return fn(*args, **kwargs)
         except httpx.TransportError as exc:
             raise OrthancUnavailable(f"Orthanc at {self.url} did not answer: {exc}") from exc
         except httpx.HTTPStatusError as exc:

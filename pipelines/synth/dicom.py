@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.synth.exams import ExamPlan
-from pipelines.synth.patients import PHYSICIANS, TECHNOLOGISTS
+from pipelines.synth.patients import PHYSICIANS, RADIOLOGISTS, TECHNOLOGISTS
 from pipelines.synth.seeding import rng_for, stable_seed, uid_for
 from pipelines.synth.sites import Geometry, VendorProfile
 
@@ -112,7 +112,53 @@ def patient_study(plan: ExamPlan, profile: VendorProfile) -> Dataset:
     ds.StationName = f"MAMMO{stable_seed('station', plan.site) % 100:02d}"
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     block.add_new(0x01, "LO", patient.mrn)
+    add_more_phi(ds, plan)
     return ds
+
+
+def add_more_phi(ds: Dataset, plan: ExamPlan) -> None:
+    """More identifiers, in the places real PACS data hides them: physicians, the
+    patient's address and other ids, nested sequences and a private block with names.
+
+    Drawn from their own random stream, so the values above stay as they were.
+    """
+    from pydicom import Dataset
+
+    patient = plan.patient
+    rng = rng_for("more-phi", *plan.key)
+    ds.PerformingPhysicianName = PHYSICIANS[int(rng.integers(len(PHYSICIANS)))]
+    ds.PhysiciansOfRecord = PHYSICIANS[int(rng.integers(len(PHYSICIANS)))]
+    ds.NameOfPhysiciansReadingStudy = RADIOLOGISTS[int(rng.integers(len(RADIOLOGISTS)))]
+    ds.InstitutionalDepartmentName = f"{plan.site.title()} Breast Imaging Unit"
+    number = stable_seed("patient-address", patient.mrn) % 9000 + 100
+    ds.PatientAddress = f"{number} Linden Street, {plan.site.title()}ville"
+    ds.PatientTelephoneNumbers = f"+1 555 {stable_seed('phone', patient.mrn) % 10**7:07d}"
+    other = Dataset()
+    other.PatientID = f"NHS{stable_seed('other-id', patient.mrn) % 10**10:010d}"
+    other.IssuerOfPatientID = f"{plan.site.upper()} REGIONAL REGISTRY"
+    other.TypeOfPatientID = "TEXT"
+    ds.OtherPatientIDsSequence = [other]
+    referring = Dataset()
+    referring.InstitutionName = ds.InstitutionName
+    referring.PersonIdentificationCodeSequence = [
+        code_item(f"NPI{stable_seed('npi', ds.ReferringPhysicianName) % 10**8:08d}", "L",
+                  str(ds.ReferringPhysicianName))
+    ]
+    ds.ReferringPhysicianIdentificationSequence = [referring]
+    prior = Dataset()
+    prior.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management
+    prior.ReferencedSOPInstanceUID = str(uid_for(*plan.key, "referenced-study"))
+    ds.ReferencedStudySequence = [prior]
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
+    block.add_new(0x02, "PN", patient.name)
+    block.add_new(0x03, "LO", plan.accession)
+    inner = Dataset()
+    inner.PatientName = patient.name
+    inner.PatientBirthDate = ds.PatientBirthDate
+    inner.private_block(PRIVATE_GROUP + 2, PRIVATE_CREATOR, create=True).add_new(
+        0x01, "LO", patient.mrn
+    )
+    block.add_new(0x10, "SQ", [inner])
 
 
 def add_shared(ds: Dataset, shared: Dataset) -> None:
@@ -175,8 +221,12 @@ def mg_dataset(
     add_acquisition(ds, plan, profile, side, position)
     add_pixels(ds, profile, geometry, image)
     ds.ReferencedPerformedProcedureStepSequence = []
-    ds.RequestAttributesSequence = [Dataset()]
-    ds.RequestAttributesSequence[0].RequestedProcedureID = plan.accession
+    request = Dataset()
+    request.AccessionNumber = plan.accession
+    request.RequestedProcedureID = plan.accession
+    request.ScheduledProcedureStepID = f"SPS{plan.accession[-8:]}"
+    request.RequestedProcedureDescription = "Screening mammography, bilateral"
+    ds.RequestAttributesSequence = [request]
     return ds
 
 

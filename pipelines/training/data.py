@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from pipelines import db
 from pipelines.errors import NoTrainingData
+from pipelines.imaging.storage import from_lake
 
 MIN_EXAMS_PER_SPLIT = 3
 
@@ -68,7 +69,7 @@ def _usable(part: pd.DataFrame) -> bool:
 
 def to_split(part: pd.DataFrame) -> Split:
     """Load the views of a split from the lake."""
-    images = np.stack([np.load(p).astype(np.float32) for p in part.image_path])[:, None]
+    images = np.stack([from_lake(np.load(p)) for p in part.image_path])[:, None]
     return Split(images=images, labels=part.label.to_numpy(np.float32),
                  exam_ids=part.exam_id.to_numpy())
 

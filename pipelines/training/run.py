@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import get_settings
+from pipelines.datasets import frozen
 from pipelines.domain import TrainResult
 from pipelines.errors import NoTrainingData
 from pipelines.registry import lineage
@@ -43,20 +44,23 @@ def run(epochs: int | None = None, seed: int | None = None) -> TrainResult:
 
     s = get_settings()
     params = load_params(epochs=epochs or s.train_epochs, seed=seed)
-    frame = data.load_manifest()
-    if frame.empty:
-        raise NoTrainingData("the manifest has no labelled views: run `radflow ingest` first")
-    parts = data.split_patients(frame, params.val_fraction, params.test_fraction, params.seed)
+    dataset = frozen.load("mammo")  # the published DVC version: exactly the data trained on
+    parts = {k: v[v.label.notna()] for k, v in dataset.splits.items()}
+    if any(p.empty for p in parts.values()):
+        raise NoTrainingData(f"dataset version {dataset.version} has an empty split: "
+                             "ingest more labelled exams and rebuild it")
     splits = {k: data.to_split(v) for k, v in parts.items()}
     client = mlflow_client()
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as active:
         mlflow.set_tags({
-            "git_sha": lineage.git_sha(), "dataset_hash": data.dataset_hash(frame),
+            "git_sha": lineage.git_sha(), "dataset_version": dataset.version,
+            "dataset_hash": dataset.version, "dataset_contract": dataset.contract,
             "data_contracts": lineage.contract_versions(), "stage": "train",
         })
         mlflow.log_params({**params.model_dump(), "image_height": s.image_height,
-                           "image_width": s.image_width, "views": len(frame)})
+                           "image_width": s.image_width,
+                           "views": sum(len(p) for p in parts.values())})
         model, history = fit.fit(splits["train"], splits["val"], params)
         for step, row in enumerate(history):
             mlflow.log_metrics(row, step=step)

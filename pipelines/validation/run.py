@@ -1,13 +1,15 @@
-"""`radflow validate`: the manifest against its data contract; a violation names the
-expectation and how many rows broke it."""
+"""`radflow validate`: a table against its data contract; a violation names the
+expectation and how many rows broke it, and the result links the Data Docs page."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -15,67 +17,86 @@ import sqlalchemy as sa
 from pipelines import db
 from pipelines.config import get_settings
 from pipelines.domain import ValidationResult
-from pipelines.errors import DataContractViolation
-from pipelines.validation.contracts import latest, load_suite
+from pipelines.errors import DataContractViolation, PermanentError
+from pipelines.validation.checkpoint import CheckOutcome, check, validate_frame
+from pipelines.validation.contracts import Contract, contract_path, load_contract
 
-if TYPE_CHECKING:
-    from great_expectations.core import ExpectationSuite
-
+__all__ = ["ContractReport", "enforce", "run", "validate_frame"]
 log = logging.getLogger(__name__)
 
 
-def validate_frame(frame: pd.DataFrame, suite: ExpectationSuite) -> list[dict[str, Any]]:
-    """Run `suite` on `frame` in an ephemeral GX context; the failed expectations."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+@dataclasses.dataclass(frozen=True)
+class ContractReport(ValidationResult):
+    """ValidationResult plus the frames checked and the Data Docs pages."""
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(suite)
-    asset = context.data_sources.add_pandas("manifest").add_dataframe_asset("manifest")
-    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
-        batch_parameters={"dataframe": frame})
-    result = batch.validate(suite)
-    failed = []
-    for r in result.results:
-        config = r.expectation_config
-        if r.success or config is None:
-            continue
-        kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
-        failed.append({"expectation": config.type, "kwargs": kwargs,
-                       "unexpected_count": int((r.result or {}).get("unexpected_count") or 0),
-                       "reason": _reason(config.type, kwargs, r.result or {})})
-    return failed
+    contract: str
+    failed_expectations: int
+    frame_rows: dict[str, int]
+    data_docs: str | None
+    pages: list[str]
+    report: str
 
 
-def _reason(kind: str, kwargs: dict[str, Any], result: dict[str, Any]) -> str:
-    where = kwargs.get("column") or kwargs.get("column_list") or "table"
-    count = result.get("unexpected_count")
-    rows = f"{count} offending rows" if count is not None else f"observed {result.get('observed_value')}"
-    return f"{kind} on {where}: {rows}"
+def docs_dir() -> Path:
+    """The Data Docs site of every contract run: `<lake>/validation/data_docs`."""
+    return get_settings().lake_dir / "validation" / "data_docs"
 
 
-def run(suite: str = "mammo_manifest") -> ValidationResult:
-    """Validate the manifest; raise DataContractViolation naming each failed expectation."""
-    path = latest(suite)
-    gx_suite, _meta = load_suite(path)
-    with db.get_engine().connect() as conn:
-        frame = pd.read_sql(sa.select(db.images), conn)
-    failed = validate_frame(frame, gx_suite)
-    out = ValidationResult(suite=path.name.removesuffix(".json"), success=not failed,
-                           rows=len(frame), evaluated_expectations=len(gx_suite.expectations),
-                           failed=failed)
-    report = get_settings().lake_dir / "validation" / f"{out.suite}.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{uuid.uuid4().hex[:8]}.json")
-    tmp.write_text(json.dumps(out.as_json(), indent=2, default=str))
-    os.replace(tmp, report)
-    if failed:
+def load_table(contract: Contract) -> pd.DataFrame:
+    """The table `contract` guards: the manifest in the database, or a frozen dataset."""
+    if contract.source == "images":
+        with db.get_engine().connect() as conn:
+            return pd.read_sql(sa.select(db.images), conn)
+    if contract.source == "dataset":
+        from pipelines.datasets.layout import dataset_dir
+
+        path = dataset_dir(contract.meta.get("dataset", "mammo")) / "manifest.parquet"
+        if not path.exists():
+            raise PermanentError(f"no dataset at {path}: run `radflow build-dataset` first")
+        return pd.read_parquet(path)
+    raise PermanentError(f"{contract.path.name}: unknown source {contract.source!r}")
+
+
+def enforce(frame: pd.DataFrame, contract: Contract, data_docs: bool = True) -> ContractReport:
+    """Check `frame`, write the JSON report, raise DataContractViolation on any failure.
+
+    Raises:
+        DataContractViolation: naming each failed expectation, its column and the number
+            of offending rows (exams, patients or splits for derived frames).
+    """
+    outcome = check(frame, contract, docs_dir() if data_docs else None)
+    report_path = get_settings().lake_dir / "validation" / f"{contract.name}.json"
+    out = _report(frame, contract, outcome, report_path)
+    _publish(report_path, out.as_json())
+    if outcome.failed:
         raise DataContractViolation(
-            f"data contract {out.suite} failed on {len(frame)} rows: "
-            + "; ".join(f["reason"] for f in failed))
-    log.info("validate: %s passed on %d rows (%d expectations)", out.suite, len(frame),
-             out.evaluated_expectations)
+            f"data contract {contract.suite_name} failed on {len(frame)} rows: "
+            + "; ".join(f["reason"] for f in outcome.failed)
+            + (f" (report: {outcome.data_docs})" if outcome.data_docs else ""))
+    log.info("validate: %s passed on %d rows (%d expectations)", contract.suite_name, len(frame),
+             outcome.evaluated_expectations)
     return out
+
+
+def run(suite: str = "mammo_manifest", version: int | None = None,
+        data_docs: bool = True) -> ContractReport:
+    """Validate the table guarded by contract `suite` (latest version unless pinned)."""
+    contract = load_contract(contract_path(suite, version))
+    return enforce(load_table(contract), contract, data_docs=data_docs)
+
+
+def _report(frame: pd.DataFrame, contract: Contract, outcome: CheckOutcome,
+            path: Path) -> ContractReport:
+    return ContractReport(
+        suite=contract.suite_name, success=not outcome.failed, rows=len(frame),
+        evaluated_expectations=outcome.evaluated_expectations, failed=outcome.failed,
+        contract=contract.name, failed_expectations=len(outcome.failed),
+        frame_rows=outcome.frame_rows, data_docs=outcome.data_docs, pages=outcome.pages,
+        report=str(path))
+
+
+def _publish(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.json")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)

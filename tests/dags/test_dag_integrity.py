@@ -30,8 +30,10 @@ HEAVY = ("torch", "mlflow", "great_expectations", "pydicom", "tritonclient", "on
 HOSPITAL_TZ = "America/New_York"  # what the parses see; not UTC, to catch UTC-only schedules
 EXPECTED = {
     "retrain_mammo_model": {"ingest_new_studies": ["validate_manifest"],
-                            "validate_manifest": ["train_challenger"],
-                            "train_challenger": []},
+                            "validate_manifest": ["build_dataset"],
+                            "build_dataset": ["train_challenger"],
+                            "train_challenger": ["evaluate_challenger"],
+                            "evaluate_challenger": []},
     "deploy_mammo_model": {"promote_challenger": ["deploy_champion"], "deploy_champion": []},
     "screen_daily_mammograms": {"pick_study_date": ["screen_exams"], "screen_exams": []},
 }

@@ -89,6 +89,13 @@ def test_validate_passes_then_names_a_violation(stack: Stack) -> None:
         stack.query("UPDATE images SET modality = 'MG' WHERE modality = 'CT' RETURNING exam_id")
 
 
+def test_build_dataset_freezes_a_dvc_version(stack: Stack) -> None:
+    out = stack.radflow("build-dataset")
+    assert out["version"].endswith(".dir")
+    again = stack.radflow("build-dataset")
+    assert again["version"] == out["version"]  # same content, same DVC hash
+
+
 def test_train_registers_a_challenger(stack: Stack) -> None:
     out = stack.radflow("train")
     assert out["alias"] == "challenger" and out["model_version"] == "1"
@@ -99,7 +106,10 @@ def test_train_registers_a_challenger(stack: Stack) -> None:
     mv = client.get_model_version_by_alias("mammo-screening", "challenger")
     run = client.get_run(mv.run_id)
     assert run.data.metrics["test_auc"] == pytest.approx(out["test_auc"], abs=1e-4)
-    assert {"git_sha", "dataset_hash", "data_contracts"} <= set(run.data.tags)
+    assert {"git_sha", "dataset_version", "data_contracts"} <= set(run.data.tags)
+    assert run.data.tags["dataset_version"].endswith(".dir")
+    evaluated = stack.radflow("evaluate")
+    assert evaluated["dataset_version"] == run.data.tags["dataset_version"]
     assert len(mv.tags["onnx_sha256"]) == 64
 
 

@@ -8,7 +8,7 @@ from dicom_builders import breast_pixels, mg_image
 from pydicom.uid import JPEG2000Lossless
 
 from pipelines.errors import InvalidStudy
-from pipelines.imaging.preprocess import preprocess
+from pipelines.imaging.preprocess import display_pixels, preprocess, rescale
 
 H, W = 40, 32
 
@@ -56,9 +56,10 @@ def test_monochrome1_is_inverted_so_dense_tissue_is_bright() -> None:
 
 
 def test_the_window_from_the_header_is_applied() -> None:
+    # Checked before cropping: a ramp has no breast to crop to.
     ramp = np.tile(np.linspace(0, 4095, W), (H, 1)).astype(np.uint16)
-    plain = preprocess(mg_image(ramp), "L", H, W)
-    windowed = preprocess(mg_image(ramp, window=(2048.0, 512.0)), "L", H, W)
+    plain = rescale(display_pixels(mg_image(ramp)))
+    windowed = rescale(display_pixels(mg_image(ramp, window=(2048.0, 512.0))))
     # Without a window the ramp stays a ramp; with it, everything outside
     # [1792, 2304] saturates to black or white.
     assert (plain <= 1e-3).mean() < 0.1 and (plain >= 1 - 1e-3).mean() < 0.1
@@ -90,3 +91,32 @@ def test_missing_pixel_data_is_an_invalid_study() -> None:
     del ds.PixelData
     with pytest.raises(InvalidStudy, match="cannot be decoded"):
         preprocess(ds, "L", H, W)
+
+
+@pytest.mark.parametrize(("laterality", "flip", "mirrored"),
+                         [("L", "NO", False), ("R", "NO", True), ("L", "YES", True), ("R", "YES", False)])
+def test_field_of_view_horizontal_flip_reverses_the_laterality_rule(
+        laterality: str, flip: str, mirrored: bool) -> None:
+    stored = breast_pixels(H, W, laterality="R" if mirrored else "L", seed=5)
+    ds = mg_image(stored, laterality=laterality)
+    ds.FieldOfViewHorizontalFlip = flip
+    assert chest_wall_side(preprocess(ds, laterality, H, W)) == "left"
+
+
+@pytest.mark.parametrize(("orientation", "stored_side"), [(["A", "R"], "L"), (["P", "FL"], "R")])
+def test_patient_orientation_wins_over_laterality_and_flip(orientation: list[str],
+                                                           stored_side: str) -> None:
+    # A left breast stored chest wall right (row direction "P"): only the header knows.
+    stored = breast_pixels(H, W, laterality=stored_side, seed=6)
+    ds = mg_image(stored, laterality="L")
+    ds.PatientOrientation = orientation
+    ds.FieldOfViewHorizontalFlip = "YES"
+    assert chest_wall_side(preprocess(ds, "L", H, W)) == "left"
+
+
+def test_a_bright_marker_in_the_background_neither_widens_the_crop_nor_dims_the_breast() -> None:
+    stored = breast_pixels(160, 128, laterality="L", seed=7)
+    marked = stored.copy()
+    marked[140:152, 100:120] = 4095  # a lead "L" marker in the far corner
+    clean, with_marker = preprocess(mg_image(stored), "L", H, W), preprocess(mg_image(marked), "L", H, W)
+    np.testing.assert_allclose(with_marker, clean, atol=1e-6)

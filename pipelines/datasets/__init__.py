@@ -1,0 +1,1 @@
+"""Datasets: frozen, patient-split, DVC-versioned snapshots of the validated manifest."""

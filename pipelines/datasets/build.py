@@ -1,0 +1,182 @@
+"""`radflow build-dataset`: freeze the validated manifest into a DVC-versioned dataset.
+
+The dataset is `<state>/datasets/<name>/`: `manifest.parquet` (one row per labelled view
+of a complete exam, with its patient-level split and the array file it references) and
+`images/<exam>/<view>.npy`, copies of the preprocessed arrays. It is checked against its
+contract before it is published (one rename), then `dvc add`-ed and pushed to the remote.
+The DVC hash of the folder is the dataset version every training run is tagged with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from pipelines import db
+from pipelines.config import get_settings
+from pipelines.datasets import dvc
+from pipelines.datasets.layout import (
+    DROPPED,
+    IMAGES,
+    MANIFEST,
+    SPLITS,
+    dataset_dir,
+    datasets_root,
+    default_remote,
+    version_file,
+)
+from pipelines.datasets.params import DatasetParams, load_dataset_params
+from pipelines.datasets.splits import assign_splits, patient_strata
+from pipelines.domain import StageResult
+from pipelines.errors import NoTrainingData
+from pipelines.imaging.storage import from_lake
+from pipelines.locks import stage_lock
+from pipelines.validation.contracts import contract_path, load_contract
+from pipelines.validation.run import enforce
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetResult(StageResult):
+    """A published dataset version; `version` is its DVC hash (`<md5>.dir`)."""
+
+    name: str
+    version: str
+    path: str
+    manifest: str
+    dvc_file: str
+    remote: str
+    contract: str
+    data_docs: str | None
+    exams: int
+    views: int
+    patients: int
+    new_patients: int
+    moved_patients: int
+    left_out_exams: int
+    split_exams: dict[str, int]
+    split_positive_exams: dict[str, int]
+
+
+def load_labelled_manifest() -> tuple[pd.DataFrame, int]:
+    """Views of exams whose 4 views all carry a label; and how many exams were left out."""
+    with db.get_engine().connect() as conn:
+        frame = pd.read_sql(sa.select(db.images), conn)
+    pathology = get_settings().pathology_file
+    if pathology is not None and not frame.empty:  # pathology outcomes override BI-RADS labels
+        from pipelines.labels.pathology import read_pathology, relabel_rows
+
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        frame = pd.DataFrame(relabel_rows(records, read_pathology(pathology)))
+    labelled = frame.groupby("exam_id").label.transform(lambda s: s.notna().all())
+    kept = frame[labelled.astype(bool)]
+    return kept.sort_values(["exam_id", "view"]).reset_index(drop=True), int(
+        frame.exam_id.nunique() - kept.exam_id.nunique())
+
+
+def previous_splits(folder: Path) -> dict[str, str]:
+    """patient -> split of the published version, if there is one."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    old = pd.read_parquet(path, columns=["patient_id", "split"]).drop_duplicates()
+    return dict(zip(old.patient_id, old.split, strict=True))
+
+
+def stage_dataset(frame: pd.DataFrame, splits: dict[str, str], staging: Path) -> pd.DataFrame:
+    """Copy the arrays into `staging/images`, write `staging/manifest.parquet`; the manifest."""
+    rows = frame.copy()
+    rows["image_file"] = [f"{IMAGES}/{e}/{v}.npy" for e, v in zip(rows.exam_id, rows.view, strict=True)]
+    stds = []
+    for source, target in zip(rows.image_path, rows.image_file, strict=True):
+        (staging / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, staging / target)
+        stds.append(float(from_lake(np.load(staging / target)).std()))
+    rows["pixel_std"] = stds
+    rows["split"] = rows.patient_id.map(splits)
+    rows["label"] = rows.label.astype("int64")
+    columns = [c for c in frame.columns if c not in DROPPED] + ["pixel_std", "image_file", "split"]
+    out = rows[columns].reset_index(drop=True)
+    out.to_parquet(staging / MANIFEST, index=False)
+    return out
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Swap the staged folder in with renames: readers see the old or the new version."""
+    if final.exists():
+        trash = final.parent / f".staging-old-{uuid.uuid4().hex[:8]}"
+        os.replace(final, trash)
+        os.replace(staging, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+
+
+def run(params: DatasetParams | None = None, **overrides: Any) -> DatasetResult:
+    """Build, check, publish and version the dataset; returns its DVC hash and counts.
+
+    Raises:
+        NoTrainingData: the manifest holds no fully labelled exam.
+        DataContractViolation: the staged dataset breaks its contract (nothing published).
+    """
+    params = params or load_dataset_params(**overrides)
+    root, remote = datasets_root(), params.remote or str(default_remote())
+    with stage_lock(get_settings().state, f"build_dataset-{params.name}"):
+        frame, left_out = load_labelled_manifest()
+        if frame.empty:
+            raise NoTrainingData("the manifest has no fully labelled exam: run `radflow ingest` first")
+        dvc.ensure_repo(root, remote)
+        final = dataset_dir(params.name)
+        before = previous_splits(final)
+        splits = assign_splits(patient_strata(frame), before, params.fractions, params.seed)
+        staging = root / f".staging-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            manifest = stage_dataset(frame, splits, staging)
+            contract = load_contract(contract_path(params.contract))
+            report = enforce(manifest, contract)
+            publish(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        version = dvc.add(root, params.name)
+        dvc.push(root, params.name)
+    result = _result(params, manifest, splits, before, version, remote, report.suite,
+                     report.data_docs, left_out)
+    _write_json(version_file(params.name), result.as_json())
+    log.info("build_dataset: %s version %s, %d exams (%s)", params.name, version, result.exams,
+             result.split_exams)
+    return result
+
+
+def _result(params: DatasetParams, manifest: pd.DataFrame, splits: dict[str, str],
+            before: dict[str, str], version: str, remote: str, contract: str,
+            data_docs: str | None, left_out: int) -> DatasetResult:
+    exams = manifest.groupby(["split", "exam_id"]).label.max().reset_index()
+    folder = dataset_dir(params.name)
+    return DatasetResult(
+        name=params.name, version=version, path=str(folder), manifest=str(folder / MANIFEST),
+        dvc_file=str(folder.with_name(f"{params.name}.dvc")), remote=remote, contract=contract,
+        data_docs=data_docs, exams=int(manifest.exam_id.nunique()), views=len(manifest),
+        patients=len(splits), new_patients=sum(p not in before for p in splits),
+        moved_patients=sum(p in before and before[p] != s for p, s in splits.items()),
+        left_out_exams=left_out,
+        split_exams={s: int((exams.split == s).sum()) for s in SPLITS},
+        split_positive_exams={s: int(exams[exams.split == s].label.sum()) for s in SPLITS},
+    )
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.json")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)

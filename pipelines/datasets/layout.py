@@ -1,0 +1,35 @@
+"""Where datasets live: `<state>/datasets` is a DVC repository, one folder per dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.config import get_settings
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+MANIFEST = "manifest.parquet"
+IMAGES = "images"
+# Columns of a dataset manifest: the ingest manifest without the lake bookkeeping
+# (absolute image_path, ingest_seq) that would make identical data hash differently,
+# plus what the dataset adds.
+DROPPED = ("image_path", "ingest_seq")
+ADDED = ("pixel_std", "image_file", "split")
+
+
+def datasets_root() -> Path:
+    """The DVC repository of every dataset."""
+    return get_settings().state / "datasets"
+
+
+def dataset_dir(name: str) -> Path:
+    """The published folder of dataset `name` (manifest.parquet + images/)."""
+    return datasets_root() / name
+
+
+def version_file(name: str) -> Path:
+    """The JSON summary of the published version (the DVC stage's output)."""
+    return datasets_root() / f"{name}.version.json"
+
+
+def default_remote() -> Path:
+    return get_settings().state / "dvc-remote"

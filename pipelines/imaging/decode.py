@@ -1,0 +1,169 @@
+"""Pixel decoding with a time limit: a hanging or crashing codec costs one file, not the batch.
+
+pydicom hands compressed pixel data to C codecs (GDCM, OpenJPEG, libjpeg, CharLS). A
+malformed codestream can make one of them loop forever or crash the process. Ingest
+therefore decodes each file in a child process started from a forkserver (cheap, and safe
+in a process that runs threads), waits at most `timeout_s`, and kills the child when it
+overruns. The parent gets an array or an `InvalidStudy` naming the transfer syntax.
+
+As with any multiprocessing start method but fork, the child re-imports the program's main
+module: a script calling this must keep its work under `if __name__ == "__main__":` (the
+`radflow` console script, Airflow and pytest do).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipelines.errors import InvalidStudy
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from pydicom import Dataset
+
+Decoder = Callable[["Dataset"], np.ndarray]
+
+# Imported once by the forkserver, so each child starts with pydicom and the codecs loaded
+# (about 0.5 s per file otherwise). A missing plugin is skipped by the forkserver.
+PRELOAD = [
+    __name__, "pydicom", "pydicom.pixels", "pydicom.pixels.decoders.base",
+    "pydicom.pixels.decoders.gdcm", "pydicom.pixels.decoders.pylibjpeg",
+    "pydicom.pixels.decoders.pillow", "pydicom.pixels.decoders.pyjpegls",
+    "pydicom.pixels.decoders.rle", "gdcm", "openjpeg", "libjpeg", "rle", "jpeg_ls", "PIL.Image",
+]
+
+
+# What pydicom needs to decode pixel data: the Image Pixel module without palettes.
+PIXEL_KEYWORDS = (
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "Rows", "Columns",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "NumberOfFrames",
+    "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "PixelData", "FloatPixelData",
+    "DoubleFloatPixelData",
+)
+
+
+def pixel_module(ds: Dataset) -> Dataset:
+    """A dataset with only what decoding needs: small to pickle, and nothing that cannot be.
+
+    Any other element (LUT descriptors, private tags, sequences) stays in the parent; some
+    of pydicom's converted values cannot be pickled.
+    """
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
+
+    out = Dataset()
+    out.file_meta = FileMetaDataset()
+    syntax = transfer_syntax(ds)
+    if syntax != "unknown":
+        out.file_meta.TransferSyntaxUID = UID(syntax)
+    for keyword in PIXEL_KEYWORDS:
+        if keyword in ds:
+            element = ds[keyword]
+            out.add_new(element.tag, element.VR, element.value)
+    implicit, little = ds.original_encoding
+    if implicit is not None and little is not None:
+        out.set_original_encoding(implicit, little)
+    return out
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    """The transfer syntax UID of a dataset read from a file, or "unknown"."""
+    return str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown") or "unknown")
+
+
+def pixel_array(ds: Dataset) -> np.ndarray:
+    """The stored pixel values, decoded by pydicom and whichever plugin handles the syntax."""
+    return np.asarray(ds.pixel_array)
+
+
+def decode(ds: Dataset, decoder: Decoder = pixel_array) -> np.ndarray:
+    """Decode in this process (training, serving, tests).
+
+    Raises:
+        InvalidStudy: the decoder failed; the message names the transfer syntax.
+    """
+    try:
+        return decoder(ds)
+    except Exception as exc:  # pydicom and its plugins raise many types for bad pixel data
+        raise InvalidStudy(_failed(ds, f"{type(exc).__name__}: {exc}")) from exc
+
+
+def decode_with_timeout(ds: Dataset, timeout_s: float, decoder: Decoder = pixel_array) -> np.ndarray:
+    """Decode in a child process killed after `timeout_s` seconds.
+
+    Args:
+        ds: the dataset (only its pixel module is pickled to the child).
+        timeout_s: the wall-clock limit for the decode, including the child's start.
+        decoder: a module-level (picklable) function from dataset to stored pixels.
+
+    Returns:
+        What `decoder` returned.
+
+    Raises:
+        InvalidStudy: the decoder raised, crashed the child, or overran the limit.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(decoder, pixel_module(ds), sender), daemon=True,
+                        name="radflow-decode")
+    try:
+        child.start()
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:  # an unpicklable value
+        receiver.close()
+        sender.close()
+        raise InvalidStudy(_failed(ds, f"cannot hand it to the decoder process: "
+                                       f"{type(exc).__name__}")) from exc
+    sender.close()  # the child holds the only writer: EOF on our side means it died
+    try:
+        if not receiver.poll(timeout_s):
+            raise InvalidStudy(_failed(ds, f"decoding took longer than {timeout_s:g} s; "
+                                           "the decoder was stopped"))
+        try:
+            status, payload = receiver.recv()
+        except EOFError:
+            child.join(5)
+            raise InvalidStudy(
+                _failed(ds, f"the decoder crashed ({_exit_reason(child.exitcode)})")) from None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        child.close()
+    if status == "error":
+        raise InvalidStudy(_failed(ds, str(payload)))
+    return np.asarray(payload)
+
+
+def _child(decoder: Decoder, ds: Dataset, sender: Connection) -> None:
+    try:
+        result: tuple[str, Any] = ("ok", decoder(ds))
+    except Exception as exc:
+        result = ("error", f"{type(exc).__name__}: {exc}")
+    sender.send(result)
+    sender.close()
+
+
+def _failed(ds: Dataset, why: str) -> str:
+    return f"pixel data cannot be decoded (transfer syntax {transfer_syntax(ds)}): {why}"
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

@@ -1,0 +1,12 @@
+"""Training labels from what the hospital wrote: BI-RADS in reports, pathology outcomes.
+
+`birads` reads per-breast categories from report text, `ris` reads a RIS CSV export of
+reports, `pathology` reads outcome files and merges them with the BI-RADS labels, with
+the provenance of every label.
+"""
+
+from pipelines.errors import PermanentError
+
+
+class LabelFileInvalid(PermanentError):
+    """A RIS export or pathology file cannot be read as declared (missing column, bad value)."""
