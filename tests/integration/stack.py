@@ -127,3 +127,25 @@ def running_stack(state: Path, db_url: str) -> Iterator[Stack]:
     finally:
         subprocess.run([RADFLOW, "stack", "down", "--json"], env=stack.env, capture_output=True,
                        timeout=300)
+
+
+def leaked(identifiers: set[str], blobs: list[bytes]) -> list[str]:
+    """The identifiers found as whole tokens in any blob (not as digits inside a longer
+    number such as a new 2.25 UID or a float)."""
+    big = b"\n".join(blobs)
+    found = []
+    for value in sorted(identifiers):
+        needle, start = value.encode(), 0
+        while (at := big.find(needle, start)) >= 0:
+            before = big[at - 1:at] if at else b" "
+            after = big[at + len(needle):at + len(needle) + 1] or b" "
+            if not (before.isalnum() or before in b"._") and not (after.isalnum() or after == b"_"):
+                found.append(value)
+                break
+            start = at + 1
+    return found
+
+def scanned_files(root: Path, folders: list[str]) -> list[bytes]:
+    """Contents of every file under the folders, but pixel arrays (numbers only)."""
+    return [p.read_bytes() for name in folders for p in (root / name).rglob("*")
+            if p.is_file() and p.suffix != ".npy"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.integration.stack import RADFLOW, fresh_database, stack_env
+from tests.integration.stack import RADFLOW, fresh_database, leaked, scanned_files, stack_env
 
 
 def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) -> None:
@@ -21,6 +21,7 @@ def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) 
                                   capture_output=True, text=True, timeout=2400)
             assert proc.returncode == 0, proc.stderr[-4000:]
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
+            phi = _identifiers_in_orthanc(env, tmp_path / "state")
         finally:
             subprocess.run([RADFLOW, "stack", "down"], env=env, capture_output=True, timeout=300)
 
@@ -44,6 +45,41 @@ def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) 
             results = conn.execute(sa.text(
                 "SELECT count(*) FROM exam_results WHERE study_date = :d"),
                 {"d": summary["screened_date"]}).scalar_one()
-        eng.dispose()
         assert approvers == ["Dr. Demo Radiologist"]
         assert results == 8
+
+        # No PHI past the ingest boundary: lake, manifest, datasets, logs, MLflow, Triton,
+        # worklists, Airflow's database (XCom) and the results database.
+        assert len(phi) > 100
+        state = tmp_path / "state"
+        places = ["lake", "datasets", "dvc-remote", "logs", "mlflow", "triton_repo", "worklists",
+                  "serving", "airflow"]
+        blobs = scanned_files(state, places)
+        blobs += [proc.stdout.encode(), proc.stderr.encode()]
+        with eng.connect() as conn:
+            for table in ("images", "exam_results", "quarantine", "promotions", "date_offsets"):
+                blobs.append(repr(conn.execute(sa.text(f"SELECT * FROM {table}")).all()).encode())
+        eng.dispose()
+        assert any(b"xcom" in b.lower() for b in blobs), "Airflow's metadata database was scanned"
+        leaks = leaked(phi, blobs)
+        assert leaks == [], f"PHI found past the ingest boundary: {leaks[:5]}"
+
+
+def _identifiers_in_orthanc(env: dict[str, str], state: Path) -> set[str]:
+    """Every identifier of every instance the demo stored in the PACS."""
+    import io
+
+    import httpx
+    import pydicom
+
+    from pipelines.deid import original_identifiers
+
+    url = f"http://127.0.0.1:{env['RADFLOW_ORTHANC_HTTP_PORT']}"
+    auth = ("radflow", (state / "secrets" / "orthanc.env").read_text().strip().split("=", 1)[1])
+    found: set[str] = set()
+    with httpx.Client(auth=auth, headers={"Accept-Encoding": "identity"}, timeout=60) as client:
+        for instance in client.get(f"{url}/instances").json():
+            blob = client.get(f"{url}/instances/{instance}/file").content
+            ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
+            found |= original_identifiers(ds)
+    return found

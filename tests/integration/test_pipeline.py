@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, leaked, scanned_files
 
 TRAIN_DATE, NIGHT_DATE = "2026-10-05", "2026-10-06"
 TRAIN_EXAMS, NIGHT_EXAMS = 40, 12
@@ -27,10 +27,14 @@ def phi(stack: Stack) -> set[str]:
 
 
 def _collect_phi(folder: Path, into: set[str]) -> None:
+    """Every identifier synth planted: names, ids, birth dates, accession numbers,
+    institution, physicians, UIDs, in nested sequences and private tags."""
+    from pipelines.deid import original_identifiers
+
     for path in folder.rglob("*.dcm"):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        into.update({str(ds.PatientName), str(ds.PatientID), str(ds.AccessionNumber),
-                     str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)})
+        into.update(original_identifiers(ds))
+        into.update({str(ds.PatientName), str(ds.PatientID), str(ds.AccessionNumber)})
     into.discard("")
 
 
@@ -155,15 +159,16 @@ def test_screen_scores_each_exam_of_the_day_once(stack: Stack) -> None:
 
 def test_no_phi_leaves_the_ingest_boundary(stack: Stack, phi: set[str]) -> None:
     """Names, MRNs, accession numbers and original UIDs appear nowhere downstream."""
-    places = [stack.state / "lake", stack.state / "logs", stack.state / "mlflow",
-              stack.state / "worklists", stack.state / "triton_repo", stack.state / "serving"]
-    blobs = [p.read_bytes() for folder in places for p in folder.rglob("*") if p.is_file()]
-    tables = ["images", "exam_results", "quarantine", "promotions", "ingest_state"]
+    places = ["lake", "logs", "mlflow", "worklists", "triton_repo", "serving", "datasets",
+              "dvc-remote"]
+    assert any((stack.state / "lake").rglob("*.dcm.json")), "de-identified headers expected"
+    blobs = scanned_files(stack.state, places)
+    tables = ["images", "exam_results", "quarantine", "promotions", "ingest_state", "date_offsets"]
     blobs += [repr(stack.query(f"SELECT * FROM {t}")).encode() for t in tables]
     # what ingest, validate, train, promote, deploy and screen printed (synth's own output is
     # upstream of the boundary and excluded)
     blobs += [out.encode() for out in stack.outputs if '"truth_file"' not in out]
-    leaks = sorted(v for v in phi if any(v.encode() in b for b in blobs))
+    leaks = leaked(phi, blobs)
     assert leaks == [], f"PHI found downstream: {leaks[:5]}"
     assert stack.query("SELECT count(*) AS n FROM pseudonyms")[0]["n"] > 0
 
