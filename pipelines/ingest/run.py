@@ -20,7 +20,7 @@ from pipelines.deid import TableKeys, deidentify_exam
 from pipelines.domain import IngestResult, Quarantined
 from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.ingest import exams, lake
-from pipelines.ingest.prepare import Prepared, prepare, prepared
+from pipelines.ingest.prepare import Prepared, prepared
 from pipelines.locks import stage_lock
 from pipelines.pacs.client import OrthancClient
 from pipelines.pacs.pseudonyms import pseudonym_for
@@ -105,11 +105,6 @@ def commit_study(item: Prepared, seq: int, source: str) -> str:
         conn.execute(db.quarantine.delete().where(db.quarantine.c.stage == "ingest",
                                                   db.quarantine.c.item_id == item.study_id))
     return exam_id
-
-
-def ingest_study(client: OrthancClient, study_id: str, seq: int, source: str) -> str:
-    """Prepare and commit one study in this process."""
-    return commit_study(prepare(client, study_id), seq, source)
 
 
 def quarantine(study_id: str, reason: str, seq: int, source: str) -> Quarantined:

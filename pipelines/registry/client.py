@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipelines.config import get_settings
 from pipelines.errors import MlflowUnavailable, RegistryError
@@ -77,7 +77,3 @@ def require_version(client: MlflowClient, name: str, alias: str) -> ModelVersion
 
 def model_uri(name: str, alias: str) -> str:
     return f"models:/{name}@{alias}"
-
-
-def tags_of(version: ModelVersion) -> dict[str, Any]:
-    return dict(version.tags or {})

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from pipelines import db
 from pipelines.errors import NoTrainingData
 from pipelines.imaging.storage import from_lake
 
@@ -27,21 +24,6 @@ class Split:
     @property
     def exams(self) -> int:
         return len(set(self.exam_ids.tolist()))
-
-
-def load_manifest() -> pd.DataFrame:
-    """The manifest rows that carry a label."""
-    with db.get_engine().connect() as conn:
-        frame = pd.read_sql(sa.select(db.images).where(db.images.c.label.is_not(None)), conn)
-    return frame.sort_values(["exam_id", "view"]).reset_index(drop=True)
-
-
-def dataset_hash(frame: pd.DataFrame) -> str:
-    """A content hash of the training data: manifest keys, labels and pixel files."""
-    digest = hashlib.sha256()
-    for row in frame.itertuples():
-        digest.update(f"{row.exam_id}|{row.view}|{row.label}|{row.instance_id}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def split_patients(frame: pd.DataFrame, val: float, test: float, seed: int) -> dict[str, pd.DataFrame]:
