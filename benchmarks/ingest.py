@@ -59,6 +59,19 @@ def make_exams(exams: int, folder: Path) -> dict[str, list[Path]]:
     return variants
 
 
+def _get(url: str, auth: tuple[str, str], path: str, params: dict[str, Any]) -> Any:
+    """GET as JSON on a new connection (Orthanc may close an idle keep-alive one), with retries."""
+    for attempt in range(5):
+        try:
+            with httpx.Client(auth=auth, timeout=60) as client:
+                return client.get(f"{url}{path}", params=params).raise_for_status().json()
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            time.sleep(1)
+    return None
+
+
 def _download_all(url: str, auth: tuple[str, str], ids: list[str], workers: int) -> float:
     local = threading.local()
 
@@ -108,10 +121,9 @@ def measure(name: str, files: list[Path], workers: int) -> dict[str, Any]:
         url = f"http://127.0.0.1:{env['RADFLOW_ORTHANC_HTTP_PORT']}"
         password = Path(env["RADFLOW_STATE_DIR"], "secrets", "orthanc.env").read_text().split("=", 1)[1]
         auth = ("radflow", password.strip())
-        with httpx.Client(auth=auth) as c:
-            while not all(s["IsStable"] for s in c.get(f"{url}/studies", params={"expand": 1}).json()):
-                time.sleep(1)
-            ids = [str(i) for i in c.get(f"{url}/instances").json()]
+        while not all(s["IsStable"] for s in _get(url, auth, "/studies", {"expand": 1})):
+            time.sleep(1)
+        ids = [str(i) for i in _get(url, auth, "/instances", {})]
         download_s = _download_all(url, auth, ids, workers)
         naive_s = _download_naive(url, auth, ids)
         decode_s = _decode_all(files)

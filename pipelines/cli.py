@@ -37,6 +37,7 @@ def _synth(args: argparse.Namespace) -> Any:
         exams=args.exams, study_date=args.date, site=args.site, seed=args.seed,
         push=not args.no_push, out_dir=Path(args.out) if args.out else None,
         positive_rate=args.positive_rate, scale=args.scale,
+        burned_in_text_rate=args.burned_in_text_rate,
     )
 
 
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=0.125, help="fraction of the detector matrix")
     p.add_argument("--out", help="also write the DICOM files under this folder")
     p.add_argument("--no-push", action="store_true", help="do not send to Orthanc")
+    p.add_argument("--burned-in-text-rate", type=float, default=0.0,
+                   help="share of exams with the patient's name and id burned into one view")
 
     p = add("ingest", _ingest, "ingest studies new since the last Orthanc /changes watermark")
     p.add_argument("--limit", type=int, default=None, help="at most this many studies")

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -59,6 +59,10 @@ class RadflowSettings(BaseSettings):
     exam_extra_views: Literal["prefer-standard", "quarantine"] = "prefer-standard"
     exam_for_processing: Literal["skip", "quarantine"] = "skip"
     exam_other_modalities: Literal["quarantine", "skip"] = "quarantine"
+    # Text burned into the pixels (pipelines/imaging/burned_in.py): refuse the exam, or
+    # blank the text lines and record the Clean Pixel Data Option (113101) in the header.
+    burned_in_text: Literal["quarantine", "mask"] = "quarantine"
+    burned_in_text_min_glyphs: int = Field(default=6, ge=2)  # shorter lines are markers ("RMLO")
 
     # Label sources besides the SR reports in the PACS (read inside the ingest boundary).
     ris_export: Path | None = None  # CSV: accession_number or study_instance_uid, report_text

@@ -1,9 +1,10 @@
 """Last-line checks at the ingest boundary: burned-in text and surviving identifiers.
 
 Declared burned-in rule: an image whose BurnedInAnnotation is "YES" is quarantined, never
-masked (pixel text detection is not done; screening images normally carry none). A
-missing or "NO" value passes: it is Type 1 for digital mammography, so the modality
-declares it.
+masked (the header says text is there, so a detector that finds less cannot be trusted).
+A missing or "NO" value passes this check; the pixels are then searched for text
+(pipelines/imaging/burned_in.py), which is quarantined or masked by the
+`burned_in_text` setting.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ STRONG_TAGS = frozenset({0x00100020, 0x00101000, 0x00100030, 0x00080050})
 # Values de-identification writes itself: an original holding them is no leak.
 WRITTEN_BY_DEIDENTIFY = frozenset(
     {DUMMY_TEXT, *METHOD_TEXT, *(c[1] for c in (p.BASIC_PROFILE_CODE, p.MODIFIED_DATES_CODE,
-                                              p.PATIENT_CHARACTERISTICS_CODE))}
+                                              p.PATIENT_CHARACTERISTICS_CODE, p.CLEAN_PIXEL_CODE))}
 )
 _TEXT_VRS = frozenset(
     {"AE", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UR", "UT", "UN"}

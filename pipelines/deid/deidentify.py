@@ -36,7 +36,8 @@ class _Context:
 
 
 def deidentify(
-    ds: Dataset, keys: PseudonymKeys, *, retain_patient_characteristics: bool = False
+    ds: Dataset, keys: PseudonymKeys, *, retain_patient_characteristics: bool = False,
+    pixels_cleaned: bool = False,
 ) -> Dataset:
     """A de-identified copy of `ds` (the input is not modified).
 
@@ -45,6 +46,8 @@ def deidentify(
         keys: where new UIDs, the patient pseudonym and the date offset come from.
         retain_patient_characteristics: also apply the Retain Patient Characteristics
             Option (keeps PatientAge, PatientSex, size, weight, ...), recorded as 113108.
+        pixels_cleaned: burned-in text was masked in this image's pixels: recorded as the
+            Clean Pixel Data Option (113101), and BurnedInAnnotation set to "NO".
 
     Returns:
         The dataset with PatientID and PatientName set to the patient pseudonym,
@@ -62,7 +65,7 @@ def deidentify(
     _clean(out, ctx)
     if getattr(out, "file_meta", None) is not None:
         _clean(out.file_meta, ctx)
-    _record_method(out, pseudonym, retain_patient_characteristics)
+    _record_method(out, pseudonym, retain_patient_characteristics, pixels_cleaned)
     return out
 
 
@@ -141,7 +144,8 @@ def dummy_value(vr: str) -> Any:
     return DUMMY_TEXT
 
 
-def _record_method(ds: Dataset, pseudonym: str, retain_patient_characteristics: bool) -> None:
+def _record_method(ds: Dataset, pseudonym: str, retain_patient_characteristics: bool,
+                   pixels_cleaned: bool) -> None:
     from pydicom import Dataset
 
     codes = [p.BASIC_PROFILE_CODE, p.MODIFIED_DATES_CODE]
@@ -149,6 +153,10 @@ def _record_method(ds: Dataset, pseudonym: str, retain_patient_characteristics: 
     if retain_patient_characteristics:
         codes.append(p.PATIENT_CHARACTERISTICS_CODE)
         text.append(p.PATIENT_CHARACTERISTICS_CODE[1])
+    if pixels_cleaned:
+        codes.append(p.CLEAN_PIXEL_CODE)
+        text.append(p.CLEAN_PIXEL_CODE[1])
+        ds.BurnedInAnnotation = "NO"
     items = []
     for value, meaning in codes:
         item = Dataset()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipelines.deid.checks import burned_in_annotation, check_no_phi, original_identifiers
@@ -30,7 +30,7 @@ class DeidentifiedExam:
 
 def deidentify_exam(
     headers: Mapping[str, Dataset], keys: PseudonymKeys, *,
-    retain_patient_characteristics: bool = True,
+    retain_patient_characteristics: bool = True, pixels_cleaned: Collection[str] = (),
 ) -> DeidentifiedExam:
     """De-identify the views of one exam and check that nothing identifying survives.
 
@@ -39,6 +39,7 @@ def deidentify_exam(
         keys: the stored pseudonym keys.
         retain_patient_characteristics: keep PatientAge and PatientSex (the manifest and
             its contract use the age); recorded as option 113108.
+        pixels_cleaned: views whose burned-in text was masked (option 113101).
 
     Raises:
         InvalidStudy: a view has burned-in annotation, or no usable PatientID.
@@ -51,7 +52,8 @@ def deidentify_exam(
         if reason:
             raise InvalidStudy(f"view {view}: {reason}")
         clean = deidentify(original, keys,
-                           retain_patient_characteristics=retain_patient_characteristics)
+                           retain_patient_characteristics=retain_patient_characteristics,
+                           pixels_cleaned=view in pixels_cleaned)
         check_no_phi(clean, original_identifiers(original))
         out[view] = header_json(clean)
         dates.add(str(clean.get("StudyDate", "") or ""))

@@ -50,6 +50,7 @@ DATE_VRS = frozenset({"DA", "DT"})
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 MODIFIED_DATES_CODE = ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")
 PATIENT_CHARACTERISTICS_CODE = ("113108", "Retain Patient Characteristics Option")
+CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 
 
 @dataclasses.dataclass(frozen=True)

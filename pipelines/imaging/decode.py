@@ -5,6 +5,12 @@ malformed codestream can make one of them loop forever or crash the process. Ing
 therefore decodes each file in a child process started from a forkserver (cheap, and safe
 in a process that runs threads), waits at most `timeout_s`, and kills the child when it
 overruns. The parent gets an array or an `InvalidStudy` naming the transfer syntax.
+Native (not encapsulated) pixel data runs no codec, so it is decoded in the process.
+
+Full-detector images are larger than the model needs: `decode_reduced` averages 2x2 blocks
+(in the child, so only the small array crosses the pipe) until the next halving would go
+below the rows asked for. Averaging stored values before the LUTs differs from averaging
+displayed values only where the LUT bends inside one block, far below the model's scale.
 
 As with any multiprocessing start method but fork, the child re-imports the program's main
 module: a script calling this must keep its work under `if __name__ == "__main__":` (the
@@ -13,6 +19,7 @@ module: a script calling this must keep its work under `if __name__ == "__main__
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import pickle
 from collections.abc import Callable
@@ -79,7 +86,21 @@ def transfer_syntax(ds: Dataset) -> str:
 
 
 def pixel_array(ds: Dataset) -> np.ndarray:
-    """The stored pixel values, decoded by pydicom and whichever plugin handles the syntax."""
+    """The stored pixel values, decoded by pydicom and whichever plugin handles the syntax.
+
+    Native unsigned pixels with unused high bits are read as a view on the file's bytes
+    and masked only if some unused bit is set (pydicom would shift every pixel twice).
+    """
+    bits_allocated, bits_stored = int(ds.get("BitsAllocated", 0)), int(ds.get("BitsStored", 0))
+    if is_native(ds) and int(ds.get("PixelRepresentation", 0)) == 0 \
+            and 0 < bits_stored < bits_allocated and int(ds.get("SamplesPerPixel", 1)) == 1:
+        from pydicom.pixels import get_decoder
+
+        decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+        # pydicom annotates these keywords as DecodeOptions (the TypedDict), not bool
+        arr, _ = decoder.as_array(ds, correct_unused_bits=False, view_only=True)  # type: ignore[arg-type]
+        valid = (1 << bits_stored) - 1
+        return np.bitwise_and(arr, valid) if arr.size and int(arr.max()) > valid else arr
     return np.asarray(ds.pixel_array)
 
 
@@ -93,6 +114,56 @@ def decode(ds: Dataset, decoder: Decoder = pixel_array) -> np.ndarray:
         return decoder(ds)
     except Exception as exc:  # pydicom and its plugins raise many types for bad pixel data
         raise InvalidStudy(_failed(ds, f"{type(exc).__name__}: {exc}")) from exc
+
+
+def is_native(ds: Dataset) -> bool:
+    """Whether the pixel data is stored uncompressed (no codec runs to decode it)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return syntax is not None and syntax.is_transfer_syntax and not syntax.is_encapsulated
+
+
+def block_mean(arr: np.ndarray, min_rows: int) -> np.ndarray:
+    """`arr` with 2x2 blocks averaged while the result keeps at least `min_rows` rows.
+
+    A 2-D integer image stays integer (rounded to nearest) so that the LUTs take it as
+    stored values; an odd last row or column is dropped at each halving. Anything else
+    (frames, colour, floats) is returned as is.
+    """
+    if arr.ndim != 2 or arr.dtype.kind not in "iu" or arr.shape[0] // 2 < min_rows:
+        return arr
+    # sums of 2x2 blocks, widened first: 16-bit values summed over up to 2^15 pixels fit
+    acc = np.int64 if arr.dtype.itemsize > 2 else np.uint32 if arr.dtype.kind == "u" else np.int32
+    total: np.ndarray[Any, Any] = arr
+    count = 1
+    while total.shape[0] // 2 >= min_rows and min(total.shape) >= 2:
+        rows, cols = total.shape[0] // 2 * 2, total.shape[1] // 2 * 2
+        total = (total[0:rows:2, 0:cols:2].astype(acc) + total[1:rows:2, 0:cols:2]
+                 + total[0:rows:2, 1:cols:2] + total[1:rows:2, 1:cols:2])
+        count *= 4
+    return ((total + count // 2) // count).astype(arr.dtype)
+
+
+def _reduced(decoder: Decoder, min_rows: int, ds: Dataset) -> np.ndarray:
+    return block_mean(decoder(ds), min_rows)
+
+
+def decode_reduced(ds: Dataset, min_rows: int, timeout_s: float | None = None,
+                   decoder: Decoder = pixel_array) -> np.ndarray:
+    """Stored pixels block-averaged down to at least `min_rows` rows (see `block_mean`).
+
+    Args:
+        ds: the dataset.
+        min_rows: the fewest rows the result may have (it has up to twice as many).
+        timeout_s: decode compressed pixel data in a child process with this time limit
+            (None: in this process).
+        decoder: a module-level (picklable) function from dataset to stored pixels.
+
+    Raises:
+        InvalidStudy: the decoder raised, crashed, or overran the limit.
+    """
+    if timeout_s is None or is_native(ds):
+        return block_mean(decode(ds, decoder), min_rows)
+    return decode_with_timeout(ds, timeout_s, functools.partial(_reduced, decoder, min_rows))
 
 
 def decode_with_timeout(ds: Dataset, timeout_s: float, decoder: Decoder = pixel_array) -> np.ndarray:

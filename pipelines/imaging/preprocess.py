@@ -1,8 +1,10 @@
 """DICOM pixels to the model's input: one function used by ingest, training and Triton.
 
-Steps: decode (optionally in a child process with a time limit), modality LUT, VOI LUT
+Steps: decode (optionally in a child process with a time limit) and block-average to the
+working resolution (at least WORK_ROWS rows and twice the output), modality LUT, VOI LUT
 or window, MONOCHROME1 inverted, chest wall to the left, cropped to the breast, scaled
-to [0, 1], resized to the configured size.
+to [0, 1], resized to the configured size. Ingest looks for burned-in text between the
+display and the crop (`view_pixels`, then `model_input`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import numpy as np
 
 from pipelines.errors import InvalidStudy
 from pipelines.imaging.crop import crop_to_breast
-from pipelines.imaging.decode import decode, decode_with_timeout
+from pipelines.imaging.decode import decode, decode_reduced
 
 if TYPE_CHECKING:
     from pydicom import Dataset
+
+# Crop and burned-in text detection need about this many rows; the model often fewer.
+WORK_ROWS = 1024
 
 
 def display_pixels(ds: Dataset, raw: np.ndarray | None = None) -> np.ndarray:
@@ -82,6 +87,29 @@ def resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def view_pixels(ds: Dataset, height: int, *, decode_timeout_s: float | None = None) -> np.ndarray:
+    """The displayed image at working resolution (`display_pixels` of the reduced pixels).
+
+    Args:
+        ds: one MG image.
+        height: rows of the model input (the working image keeps at least twice as many).
+        decode_timeout_s: decode compressed pixels in a child process killed after this
+            many seconds (ingest sets it; None decodes in this process).
+
+    Raises:
+        InvalidStudy: the pixels cannot be decoded (in time) or are not one 2-D frame.
+    """
+    raw = decode_reduced(ds, max(WORK_ROWS, 2 * height), decode_timeout_s)
+    return display_pixels(ds, raw)
+
+
+def model_input(display: np.ndarray, mirror: bool, height: int, width: int) -> np.ndarray:
+    """Displayed pixels to the model input: oriented, cropped, scaled to [0, 1], resized."""
+    # Crop before scaling: a bright marker outside the breast must not set the maximum.
+    arr = crop_to_breast(canonical(display, mirror))
+    return np.clip(resize(rescale(arr), height, width), 0.0, 1.0)
+
+
 def preprocess(ds: Dataset, laterality: str, height: int, width: int, *,
                decode_timeout_s: float | None = None) -> np.ndarray:
     """The model input of one view: float32 [height, width] in [0, 1].
@@ -91,13 +119,11 @@ def preprocess(ds: Dataset, laterality: str, height: int, width: int, *,
         laterality: "R" or "L".
         height: output rows.
         width: output columns.
-        decode_timeout_s: decode in a child process killed after this many seconds
-            (ingest sets it; None decodes in this process).
+        decode_timeout_s: decode compressed pixels in a child process killed after this
+            many seconds (ingest sets it; None decodes in this process).
 
     Raises:
         InvalidStudy: the pixels cannot be decoded (in time) or are not one 2-D frame.
     """
-    raw = None if decode_timeout_s is None else decode_with_timeout(ds, decode_timeout_s)
-    arr = canonical(display_pixels(ds, raw), chest_wall_is_right(ds, laterality))
-    # Crop before scaling: a bright marker outside the breast must not set the maximum.
-    return np.clip(resize(rescale(crop_to_breast(arr)), height, width), 0.0, 1.0)
+    display = view_pixels(ds, height, decode_timeout_s=decode_timeout_s)
+    return model_input(display, chest_wall_is_right(ds, laterality), height, width)

@@ -18,7 +18,8 @@ from pipelines.config import get_settings
 from pipelines.deid import burned_in_annotation, without_pixel_data
 from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
-from pipelines.imaging.preprocess import preprocess
+from pipelines.imaging.burned_in import find_text_lines, mask_lines
+from pipelines.imaging.preprocess import chest_wall_is_right, model_input, view_pixels
 from pipelines.ingest.policy import ExamPolicy, select
 from pipelines.ingest.reports import report_text
 from pipelines.labels.birads import BiradsReading, read_report
@@ -43,6 +44,8 @@ class ExamImages:
     # PHI: the original headers without pixels, as DICOM bytes (any dataset pickles that
     # way); de-identified by the parent (pipelines.deid) before anything is stored
     headers: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    # views whose burned-in text was masked (recorded as the Clean Pixel Data Option)
+    pixels_cleaned: tuple[str, ...] = ()
 
     def header_datasets(self) -> dict[str, Dataset]:
         import pydicom
@@ -105,6 +108,31 @@ def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:
     }
 
 
+def view_input(ds: Dataset, view: str, height: int, width: int, label: str) -> tuple[np.ndarray, bool]:
+    """The model input of one view and whether burned-in text was masked in it.
+
+    Raises:
+        InvalidStudy: the header declares burned-in annotation, text is found in the pixels
+            and the policy is `quarantine`, or the pixels cannot be decoded.
+    """
+    s = get_settings()
+    reason = burned_in_annotation(ds)  # here, so that screening refuses these views too
+    if reason:
+        raise InvalidStudy(f"exam {label} view {view}: {reason}")
+    try:
+        display = view_pixels(ds, height, decode_timeout_s=s.decode_timeout_s)
+        lines = find_text_lines(display, s.burned_in_text_min_glyphs)
+    except InvalidStudy as exc:
+        raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
+    if lines and s.burned_in_text == "quarantine":
+        where = "; ".join(line.describe(*display.shape) for line in lines)
+        raise InvalidStudy(f"exam {label} view {view}: burned-in text detected in the pixels "
+                           f"({where}); policy burned_in_text=quarantine")
+    if lines:
+        display = mask_lines(display, lines)
+    return model_input(display, chest_wall_is_right(ds, view[0]), height, width), bool(lines)
+
+
 def assemble(datasets: list[Dataset], label: str, height: int, width: int,
              ris_texts: Mapping[str, str] | None = None) -> ExamImages:
     """Check, label and preprocess one study's datasets.
@@ -114,8 +142,8 @@ def assemble(datasets: list[Dataset], label: str, height: int, width: int,
             used when the study holds no SR report.
 
     Raises:
-        InvalidStudy: the exam policy refuses the study, a view has burned-in annotation,
-            or pixels cannot be decoded.
+        InvalidStudy: the exam policy refuses the study, a view has burned-in annotation
+            or text (see `view_input`), or pixels cannot be decoded.
     """
     views, text = pick_views(datasets, label)
     first = views[SCREENING_VIEWS[0]]
@@ -124,16 +152,11 @@ def assemble(datasets: list[Dataset], label: str, height: int, width: int,
             or ris_texts.get(str(first.StudyInstanceUID), "")
     reading = read_report(text) if text else BiradsReading({}, {})
     labels = label_views(label, reading, {}, views=tuple(views))
-    pixels, attrs, headers = {}, {}, {}
+    pixels, attrs, headers, cleaned = {}, {}, {}, []
     for view, ds in views.items():
-        reason = burned_in_annotation(ds)  # here, so that screening refuses these views too
-        if reason:
-            raise InvalidStudy(f"exam {label} view {view}: {reason}")
-        try:
-            arr = preprocess(ds, view[0], height, width,
-                             decode_timeout_s=get_settings().decode_timeout_s)
-        except InvalidStudy as exc:
-            raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
+        arr, masked = view_input(ds, view, height, width, label)
+        if masked:
+            cleaned.append(view)
         pixels[view] = arr
         attrs[view] = attributes(ds, view, arr)
         attrs[view]["birads"] = labels[view].birads
@@ -143,4 +166,4 @@ def assemble(datasets: list[Dataset], label: str, height: int, width: int,
     ids = {"patient": str(first.get("PatientID", "")), "study": str(first.StudyInstanceUID)}
     ids.update({f"instance:{v}": str(ds.SOPInstanceUID) for v, ds in views.items()})
     return ExamImages(views=pixels, attrs=attrs, birads=reading.categories, identifiers=ids,
-                      headers=headers)
+                      headers=headers, pixels_cleaned=tuple(cleaned))

@@ -93,7 +93,8 @@ def commit_study(item: Prepared, seq: int, source: str) -> str:
         raise InvalidStudy(item.refusal or "study could not be prepared")
     with db.get_engine().begin() as conn:
         # PS3.15 Basic Profile + Modified Dates: the lake and manifest get shifted dates
-        clean = deidentify_exam(exam.header_datasets(), TableKeys(conn))
+        clean = deidentify_exam(exam.header_datasets(), TableKeys(conn),
+                                pixels_cleaned=exam.pixels_cleaned)
         exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
         image_dir = lake.exam_dir(s.lake_dir, clean.study_date, exam_id)
         exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, clean.study_date)

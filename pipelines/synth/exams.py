@@ -92,6 +92,7 @@ class ExamPlan:
     accession: str
     study_id: str
     study_time: str
+    burned_in_text: tuple[str, ...] = ()  # views with the patient's name and id burned in
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -108,7 +109,8 @@ _DENSITY_LEVEL = {"a": 0.15, "b": 0.35, "c": 0.6, "d": 0.85}
 
 
 def plan_exam(
-    seed: int, site: str, study_date: str, index: int, patients: int, positive_rate: float
+    seed: int, site: str, study_date: str, index: int, patients: int, positive_rate: float,
+    burned_in_text_rate: float = 0.0,
 ) -> ExamPlan:
     """Decide exam `index` of the batch (seed, site, study_date).
 
@@ -119,6 +121,8 @@ def plan_exam(
         index: exam index; the patient is `index % patients` of the site's pool.
         patients: size of the patient pool.
         positive_rate: probability that the exam holds a suspicious mass.
+        burned_in_text_rate: probability that one view has the patient's name, id and birth
+            date burned into its pixels (drawn from its own stream: other choices do not move).
 
     Returns:
         The exam's plan.
@@ -146,7 +150,17 @@ def plan_exam(
         accession=f"ACC{int(rng.integers(10**8, 10**9))}",
         study_id=f"{int(rng.integers(10**5, 10**6))}",
         study_time=f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}",
+        burned_in_text=_burned_in_views(seed, site, study_date, index, burned_in_text_rate),
     )
+
+
+def _burned_in_views(seed: int, site: str, study_date: str, index: int, rate: float) -> tuple[str, ...]:
+    from pipelines.domain import SCREENING_VIEWS
+
+    if rate <= 0.0:
+        return ()
+    rng = rng_for("burned-in-text", seed, site, study_date, index)
+    return (str(rng.choice(SCREENING_VIEWS)),) if rng.random() < rate else ()
 
 
 def _position(rng: np.random.Generator, margin: float) -> tuple[float, float, float]:

@@ -5,12 +5,15 @@ mass or calcification) in a canonical frame with the chest wall on the left, fli
 right-breast views (chest wall on the right edge, nipple pointing left), then mapped
 through the vendor's intensity curve, noise and bit depth. MONOCHROME1 stores the
 inverse. Texture and lesion streams are independent, so the same exam drawn without its
-findings differs only inside the lesions.
+findings differs only inside the lesions. A view listed in the plan's `burned_in_text` gets
+the patient's name, MRN and birth date written into the air above the breast, readable in
+the stored image, as a modality that burns in annotations would.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 
 import numpy as np
@@ -173,6 +176,10 @@ def render_view(
         radius = draw_finding(att, finding, center, geometry, lesion_rng)
         if finding.kind == "mass":
             lesions.append((int(round(center[0])), int(round(center[1])), radius))
+    if f"{side}-{position}" in plan.burned_in_text:
+        # in the air away from the chest wall, readable once the R view is mirrored below
+        text = text_mask(burned_in_text(plan), att.shape, left=side == "R")
+        att[text[:, ::-1] if side == "R" else text] = _T_MAX
     pixels, center_value, width = to_stored(
         att, mask, profile, rng_for("noise", *plan.key, side, position)
     )
@@ -192,3 +199,22 @@ def lesion_center(finding: Finding, shape: BreastShape, position: str) -> tuple[
     reach = np.sqrt(max(1.0 - finding.depth**2, 0.0)) * 0.7
     row = shape.center_row + vertical * reach * shape.half_height_px
     return float(row), float(finding.depth * shape.depth_px)
+
+
+def burned_in_text(plan: ExamPlan) -> str:
+    """The identifying annotation a careless modality burns in: name, MRN, birth date."""
+    born = plan.patient.birth_date(dt.date.fromisoformat(plan.study_date))
+    return f"{plan.patient.name.replace('^', ' ')}  {plan.patient.mrn}  {born:%Y%m%d}"
+
+
+def text_mask(text: str, shape: tuple[int, int], left: bool = False) -> np.ndarray:
+    """Where `text` covers an image of `shape`: one line near the top, in its right half
+    (its left half if `left`)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows, cols = shape
+    font = ImageFont.load_default(size=max(8, int(rows * 0.015)))
+    canvas = Image.new("L", (cols, rows), 0)
+    ImageDraw.Draw(canvas).text((int(cols * (0.03 if left else 0.5)), int(rows * 0.02)), text,
+                                fill=255, font=font)
+    return np.asarray(canvas) > 127

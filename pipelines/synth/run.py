@@ -38,6 +38,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "birads_l",
     "manufacturer",
     "n_images",
+    "burned_in_text",
 )
 PROGRESS_EVERY = 25
 
@@ -54,6 +55,7 @@ def run(
     scale: float = 0.125,
     patients: int | None = None,
     progress: bool = True,
+    burned_in_text_rate: float = 0.0,
 ) -> SynthResult:
     """Generate `exams` synthetic screening exams of one site and date.
 
@@ -70,6 +72,8 @@ def run(
         patients: size of the patient pool (default: one per exam); exam i belongs to
             patient i % patients, and the pool is the same on every study date.
         progress: print progress lines (counts and rate, never PHI) to stderr.
+        burned_in_text_rate: probability that one view of an exam has the patient's name,
+            MRN and birth date burned into its pixels; the truth CSV names the view.
 
     Returns:
         Counts, the site and ISO date, and the path of the truth CSV
@@ -87,7 +91,8 @@ def run(
     rows: list[dict[str, object]] = []
     positives = 0
     batch = iter_exams(
-        exams, iso_date, site, seed, positive_rate=positive_rate, scale=scale, patients=patients
+        exams, iso_date, site, seed, positive_rate=positive_rate, scale=scale, patients=patients,
+        burned_in_text_rate=burned_in_text_rate,
     )
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(OrthancStoreClient.from_settings(settings)) if push else None
@@ -134,6 +139,7 @@ def truth_row(exam: SynthExam) -> dict[str, object]:
         "birads_l": plan.birads["L"],
         "manufacturer": exam.profile.manufacturer,
         "n_images": sum(1 for i in exam.instances if i.name != "report"),
+        "burned_in_text": " ".join(plan.burned_in_text),
     }
 
 

@@ -3,11 +3,13 @@ and a full re-ingest from scratch."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from tests.integration.stack import RADFLOW, Stack
 
@@ -73,3 +75,38 @@ def test_a_full_reingest_gives_identical_pseudonyms(stack: Stack) -> None:
     after = stack.query("SELECT exam_id, view, patient_id, instance_id FROM images ORDER BY 1, 2")
     assert after == before
 
+
+
+def test_burned_in_text_is_quarantined_then_masked_when_the_policy_says_so(
+        stack: Stack, tmp_path: Path) -> None:
+    previous = stack.query("SELECT watermark FROM ingest_state")[0]["watermark"]
+    synth = stack.radflow("synth", "--exams", "10", "--date", "2026-09-03", "--site", "north",
+                          "--seed", "23", "--burned-in-text-rate", "0.5")
+    with open(synth["truth_file"], newline="") as handle:
+        truth = {row["study_instance_uid"]: row["burned_in_text"] for row in csv.DictReader(handle)}
+    with_text = {uid for uid, views in truth.items() if views}
+    assert 2 <= len(with_text) <= 8
+    stack.wait_stable()
+
+    out = stack.radflow("ingest")
+    reasons = [q["reason"] for q in out["quarantined"]]
+    assert len(reasons) == len(with_text)
+    assert all("burned-in text detected in the pixels" in r for r in reasons), reasons
+    ingested = {r["original"] for r in stack.query(
+        "SELECT original FROM pseudonyms WHERE kind = 'study' AND original = ANY(:u)",
+        u=list(truth))}
+    assert ingested == set(truth) - with_text
+    assert not [r for r in reasons if any(uid in r for uid in truth)]  # no identifiers in reasons
+
+    # The hospital chooses masking: rerun the same batch, the held exams come in, recorded.
+    stack.query("UPDATE ingest_state SET watermark = :w", w=previous)
+    masked = Stack(env={**stack.env, "RADFLOW_BURNED_IN_TEXT": "mask"}, state=stack.state,
+                   db_url=stack.db_url).radflow("ingest")
+    assert masked["quarantined"] == []
+    assert stack.query("SELECT count(*) AS n FROM quarantine WHERE reason LIKE '%burned-in%'")[0]["n"] == 0
+    cleaned = []
+    for header in (stack.state / "lake" / "images").glob("study_date=*/*/*.dcm.json"):
+        codes = [i["00080100"]["Value"][0] for i in json.loads(header.read_text())["00120064"]["Value"]]
+        if "113101" in codes:
+            cleaned.append(header)
+    assert len(cleaned) == len(with_text)  # one view per exam carried the text
