@@ -1,9 +1,13 @@
 """
 ### Promote and deploy the mammography model
 
-Manual only. Needs the `approver` param: the named person who signs off. Moves alias
-`champion` to the challenger (recorded in the audit table and as MLflow tags), exports it
-to ONNX and loads it into Triton, checking readiness and one inference.
+Manual only. Needs the `approver` (the named person who signs off) and `reason` params.
+`promote_challenger` runs the promotion gate: the challenger against the champion on the
+same frozen test set (paired bootstrap; AUC, sensitivity and subgroup margins from
+`mlflow/registered_models.yaml`). If a check fails the task fails with the check named
+and nothing is deployed; the refused attempt is still audited. If it passes, alias
+`champion` moves (audit table, MLflow tags, promotion report), then `deploy_champion`
+exports it to ONNX and loads it into Triton, checking readiness and one inference.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from pipelines.orchestration.assets import CHAMPION_MAMMO_MODEL
     params={
         "approver": Param(None, type="string", minLength=1,
                           description="named human approving the promotion (required)"),
-        "reason": Param("", type="string", description="why this version should serve"),
+        "reason": Param(None, type="string", minLength=1,
+                        description="why this version should serve (required, audited)"),
     },
     doc_md=__doc__,
 )

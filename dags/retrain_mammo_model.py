@@ -1,7 +1,8 @@
 """
 ### Retrain the mammography model
 
-Weekly (Sunday 03:00) and on demand: ingest the studies Orthanc marked stable since the
+Weekly (Sunday 03:00 hospital time), whenever monitoring reports sustained drift (the
+`mammo_data_drift` asset), and on demand: ingest the studies Orthanc marked stable since the
 last watermark, check the manifest against its data contract, freeze a DVC-versioned
 dataset (patient-level splits, its own contract), train the CNN on it, log it to MLflow,
 register it as `challenger` and evaluate it on the frozen test split. Promotion is a separate, human step
@@ -14,14 +15,22 @@ Orthanc or MLflow being down is retried.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from pipelines.orchestration.assets import CHALLENGER_MAMMO_MODEL, VALIDATED_MAMMO_DATASET
+from pipelines.orchestration.assets import (
+    CHALLENGER_MAMMO_MODEL,
+    MAMMO_DATA_DRIFT,
+    VALIDATED_MAMMO_DATASET,
+)
+from pipelines.orchestration.tasks import hospital_timezone
 
 
 @dag(
     dag_id="retrain_mammo_model",
-    schedule="0 3 * * 0",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 0", timezone=hospital_timezone()),
+        assets=[MAMMO_DATA_DRIFT],
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

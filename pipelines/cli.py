@@ -68,13 +68,25 @@ def _evaluate(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> Any:
     from pipelines.training import run
 
-    return run.run(epochs=args.epochs, seed=args.seed)
+    return run.run(epochs=args.epochs, seed=args.seed, base=args.base)
+
+
+def _pretrain(args: argparse.Namespace) -> Any:
+    from pipelines.training import pretrain
+
+    return pretrain.run(exams=args.exams, site=args.site, seed=args.seed, epochs=args.epochs)
 
 
 def _promote(args: argparse.Namespace) -> Any:
     from pipelines.registry import promote
 
     return promote.run(approver=args.approver, reason=args.reason, version=args.version)
+
+
+def _rollback(args: argparse.Namespace) -> Any:
+    from pipelines.registry import rollback
+
+    return rollback.run(approver=args.approver, reason=args.reason)
 
 
 def _deploy(args: argparse.Namespace) -> Any:
@@ -142,19 +154,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="orders new patients for split assignment")
     p.add_argument("--remote", default=None, help="DVC remote URL (default <state>/dvc-remote)")
 
-    p = add("train", _train, "train the CNN, log to MLflow, register it as challenger")
+    p = add("train", _train, "train the view classifier on the frozen dataset, log to MLflow, "
+                             "register it as challenger")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--base", default=None,
+                   help="fine-tune this base model: an MLflow model URI (models:/NAME@ALIAS, "
+                        "models:/NAME/VERSION, runs:/ID) or a weights file (.pt)")
+
+    p = add("pretrain", _pretrain, "train a base model on a synthetic public site, register it "
+                                   "as <registered model>-base@base")
+    p.add_argument("--exams", type=int, default=600)
+    p.add_argument("--site", default="general", help="synthetic site (picks the vendor)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--epochs", type=int, default=None)
 
     p = add("evaluate", _evaluate, "evaluate a registered model on a frozen dataset split, log to MLflow")
     p.add_argument("--alias", default="challenger", help="registered model alias to evaluate")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--name", default="mammo", help="dataset name")
 
-    p = add("promote", _promote, "move alias champion to the challenger (approver required)")
+    p = add("promote", _promote, "gate the challenger against the champion on the frozen test "
+            "set and, if it passes, make it champion (approver and reason required, audited)")
     p.add_argument("--approver", required=True, help="the named human who approves")
-    p.add_argument("--reason", default="", help="why (recorded in the audit table)")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
     p.add_argument("--version", default=None, help="model version (default: the challenger)")
+
+    p = add("rollback", _rollback, "move alias champion back to the version the current "
+            "champion replaced (approver and reason required, audited)")
+    p.add_argument("--approver", required=True, help="the named human who approves")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
 
     p = add("deploy", _deploy, "export the champion to ONNX and load it into Triton")
     p.add_argument("--alias", default="champion")
@@ -186,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "urllib3", "great_expectations", "alembic", "pynetdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pipelines.registry.client import quiet_mlflow
+
+    quiet_mlflow()  # before any stage imports mlflow: no telemetry, bars or URLs on stdout
     try:
         out = _as_json(args.func(args))
         code = 0 if not out.get("error") else 1

@@ -66,6 +66,7 @@ images = sa.Table(
     sa.Column("birads", sa.Integer, nullable=True),
     sa.Column("label", sa.Integer, nullable=True),
     sa.Column("label_source", sa.String(16), nullable=True),  # birads-report|birads-addendum|pathology|none
+    sa.Column("density", sa.String(1), nullable=True),  # ACR breast density A-D stated in the report
     sa.Column("image_path", sa.String(512), nullable=False),
     sa.Column("pixel_mean", sa.Float, nullable=False),
     sa.Column("ingest_seq", sa.BigInteger, nullable=False),
@@ -80,16 +81,23 @@ quarantine = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+# The audit trail of alias `champion`: every promotion (promoted or refused by the gate)
+# and every rollback, with who approved it, why, and the gate's checks. Append-only.
 promotions = sa.Table(
     "promotions",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("model_name", sa.String(128), nullable=False),
-    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # promote | rollback
+    sa.Column("version", sa.String(32), nullable=False),  # the version made (or refused as) champion
     sa.Column("alias", sa.String(32), nullable=False),
-    sa.Column("previous_version", sa.String(32), nullable=True),
+    sa.Column("previous_version", sa.String(32), nullable=True),  # champion when the action ran
     sa.Column("approver", sa.String(128), nullable=False),
-    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # promoted | refused | rolled_back
+    sa.Column("gates", sa.Text, nullable=False),  # JSON: the gate's checks and skipped subgroups
+    sa.Column("dataset_version", sa.String(64), nullable=True),  # DVC hash the gate scored on
+    sa.Column("report_run_id", sa.String(64), nullable=True),  # MLflow run with the report
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 

@@ -83,15 +83,62 @@ class TrainResult(StageResult):
     val_exams: int
     test_exams: int
     epochs: int
+    base_model: str = ""  # the MLflow URI or weights file fine-tuned ("" from scratch)
+    test_auc_ci: tuple[float, float] = (0.0, 0.0)  # 95% bootstrap interval of test_auc
+
+
+@dataclasses.dataclass(frozen=True)
+class GateCheck:
+    """One check of the promotion gate: it passed if `value` is within `limit`.
+
+    `value` and `limit` are None for checks without a number (no champion to compare).
+    """
+
+    name: str
+    value: float | None
+    limit: float | None
+    passed: bool
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedSubgroup:
+    """A subgroup the gate could not compare (too few exams, one class), with the reason."""
+
+    name: str
+    exams: int
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
 class PromotionResult(StageResult):
+    """`outcome` is "promoted", or "unchanged" when `version` already was the champion."""
+
     model_name: str
     version: str
     alias: str
     approver: str
+    reason: str
     previous_version: str | None
+    outcome: str
+    checks: list[GateCheck]
+    skipped_subgroups: list[SkippedSubgroup]
+    dataset_version: str | None
+    report_run_id: str | None
+    audit_id: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackResult(StageResult):
+    """Alias `champion` moved from `rolled_back_from` back to `version`."""
+
+    model_name: str
+    version: str
+    alias: str
+    approver: str
+    reason: str
+    rolled_back_from: str
+    audit_id: int
 
 
 @dataclasses.dataclass(frozen=True)

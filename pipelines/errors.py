@@ -63,5 +63,13 @@ class RegistryError(PermanentError):
     """The model registry does not hold what was asked for (alias, version)."""
 
 
+class PolicyInvalid(PermanentError):
+    """The registered-model policy (mlflow/registered_models.yaml) is missing or invalid."""
+
+
+class PromotionRefused(PermanentError):
+    """The challenger failed the promotion gate; the message names each failing check."""
+
+
 class DeploymentFailed(PermanentError):
     """A model version could not be loaded or failed its smoke inference."""

@@ -23,6 +23,7 @@ from pipelines.imaging.preprocess import chest_wall_is_right, model_input, view_
 from pipelines.ingest.policy import ExamPolicy, select
 from pipelines.ingest.reports import report_text
 from pipelines.labels.birads import BiradsReading, read_report
+from pipelines.labels.density import read_density
 from pipelines.labels.pathology import label_views
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ def assemble(datasets: list[Dataset], label: str, height: int, width: int,
             or ris_texts.get(str(first.StudyInstanceUID), "")
     reading = read_report(text) if text else BiradsReading({}, {})
     labels = label_views(label, reading, {}, views=tuple(views))
+    density = read_density(text) if text else None
     pixels, attrs, headers, cleaned = {}, {}, {}, []
     for view, ds in views.items():
         arr, masked = view_input(ds, view, height, width, label)
@@ -162,6 +164,7 @@ def assemble(datasets: list[Dataset], label: str, height: int, width: int,
         attrs[view]["birads"] = labels[view].birads
         attrs[view]["label"] = labels[view].label
         attrs[view]["label_source"] = labels[view].provenance
+        attrs[view]["density"] = density
         headers[view] = header_bytes(ds)
     ids = {"patient": str(first.get("PatientID", "")), "study": str(first.StudyInstanceUID)}
     ids.update({f"instance:{v}": str(ds.SOPInstanceUID) for v, ds in views.items()})

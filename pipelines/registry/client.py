@@ -33,6 +33,7 @@ def quiet_mlflow() -> None:
 
 def mlflow_client() -> MlflowClient:
     """A client of the configured tracking server (the URI is set here, at run time)."""
+    quiet_mlflow()  # before mlflow is first imported: some settings are read at import
     from mlflow.tracking import MlflowClient
 
     import mlflow

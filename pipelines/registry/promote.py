@@ -1,51 +1,161 @@
-"""`radflow promote`: move alias `champion` to a version, with a named human approver.
+"""`radflow promote`: move alias `champion` to a challenger that passes the gate.
 
-The measured gate (challenger against champion) comes with issue 4; this records who
-approved, when and why, in the audit table and as MLflow tags.
+The challenger is compared with the current champion on the same frozen test split
+(`registry.gate`, margins from mlflow/registered_models.yaml). A named approver and a
+reason are required; there is no override. Every attempt writes a promotion report
+(JSON and HTML) to MLflow and a row in the audit table, refused ones included; a passed
+gate also moves the alias and tags the version with who approved it, when and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+from typing import TYPE_CHECKING, Any
 
 from pipelines import db
 from pipelines.config import get_settings
 from pipelines.domain import PromotionResult
-from pipelines.errors import PermanentError
+from pipelines.errors import PermanentError, PromotionRefused, RegistryError
+from pipelines.registry import audit, gate, report, scoring
 from pipelines.registry.client import mlflow_client, require_version, version_by_alias
+from pipelines.registry.policy import PromotionPolicy, load_policy
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def run(approver: str, reason: str = "", version: str | None = None) -> PromotionResult:
-    """Point `champion` at `version` (default: the challenger) and audit it.
+def required_text(value: str | None, what: str, flag: str) -> str:
+    """`value` stripped; a PermanentError naming `flag` if it is blank."""
+    text = (value or "").strip()
+    if not text:
+        raise PermanentError(f"a change of champion needs a non-blank {what} ({flag})")
+    return text
+
+
+def check_approver(approver: str, policy: PromotionPolicy) -> None:
+    """Refuse an approver the policy does not list (an empty list admits any named one)."""
+    if policy.approvers and approver not in policy.approvers:
+        raise PermanentError(f"approver {approver!r} is not listed in the promotion policy's "
+                             f"approvers: {', '.join(policy.approvers)}")
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"registered model {name!r} has no version {version!r}") from exc
+
+
+def run(approver: str, reason: str, version: str | None = None) -> PromotionResult:
+    """Gate `version` (default: the challenger) against the champion; promote it if it passes.
 
     Raises:
-        PermanentError: no approver was named.
-        RegistryError: there is no challenger to promote.
+        PermanentError: the approver or the reason is blank, or the approver is not listed.
+        PolicyInvalid: the registered-model policy is missing or invalid.
+        RegistryError: the version (or the challenger) does not exist.
+        PromotionRefused: a check of the gate failed (the attempt is audited).
     """
-    approver = (approver or "").strip()
-    if not approver:
-        raise PermanentError("promotion needs a named approver (--approver NAME)")
-    s = get_settings()
+    approver = required_text(approver, "approver", "--approver NAME")
+    reason = required_text(reason, "reason", "--reason TEXT")
+    name = get_settings().registered_model
+    policy = load_policy(name).promotion
+    check_approver(approver, policy)
     client = mlflow_client()
-    target = version or str(require_version(client, s.registered_model, CHALLENGER).version)
-    client.get_model_version(s.registered_model, target)  # raises if it does not exist
-    current = version_by_alias(client, s.registered_model, CHAMPION)
-    previous = str(current.version) if current is not None else None
-    with db.get_engine().begin() as conn:
-        conn.execute(db.promotions.insert().values(
-            model_name=s.registered_model, version=target, alias=CHAMPION,
-            previous_version=previous, approver=approver, reason=reason,
-        ))
-        client.set_registered_model_alias(s.registered_model, CHAMPION, target)
+    target = get_version(client, name, version or str(require_version(client, name, CHALLENGER).version))
+    champion = version_by_alias(client, name, CHAMPION)
+    attempt = Attempt(name, str(target.version), str(champion.version) if champion else None,
+                      approver, reason)
+    if attempt.previous_version == attempt.version:
+        log.info("promote: %s version %s already is champion", name, attempt.version)
+        return attempt.result("unchanged", None, None, None)
+    result, dataset_version = _run_gate(target, champion, policy)
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    for key, value in {"approved_by": approver, "approved_at": stamp,
-                       "approval_reason": reason, "promoted_from": previous or ""}.items():
-        client.set_model_version_tag(s.registered_model, target, key, value)
+    outcome = audit.PROMOTED if result.passed else audit.REFUSED
+    run_id = report.log_report({
+        **attempt.as_json(), "outcome": outcome, "at": stamp, "dataset_version": dataset_version,
+        "policy": policy.model_dump(mode="json"), "gate": result.as_json()})
+    if not result.passed:
+        with db.get_engine().begin() as conn:
+            attempt.record(conn, audit.REFUSED, result, dataset_version, run_id)
+        raise PromotionRefused(_refusal(attempt, result, run_id))
+    audit_id = _move_alias(client, attempt, result, dataset_version, run_id)
+    for key, value in {"approved_by": approver, "approved_at": stamp, "approval_reason": reason,
+                       "promoted_from": attempt.previous_version or "",
+                       "gate_summary": report.summary(result.as_json()),
+                       "promotion_report_run": run_id}.items():
+        client.set_model_version_tag(name, attempt.version, key, value)
     log.info("promote: %s version %s is champion (was %s), approved by %s",
-             s.registered_model, target, previous, approver)
-    return PromotionResult(model_name=s.registered_model, version=target, alias=CHAMPION,
-                           approver=approver, previous_version=previous)
+             name, attempt.version, attempt.previous_version, approver)
+    return attempt.result(outcome, result, dataset_version, run_id, audit_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One promotion attempt: which version would replace which, approved by whom and why."""
+
+    model_name: str
+    version: str
+    previous_version: str | None
+    approver: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def record(self, conn: Connection, outcome: str, result: gate.GateResult,
+               dataset_version: str | None, run_id: str) -> int:
+        return audit.record(
+            conn, model_name=self.model_name, action=audit.PROMOTE, version=self.version,
+            alias=CHAMPION, previous_version=self.previous_version, approver=self.approver,
+            reason=self.reason, outcome=outcome, gates=result.as_json(),
+            dataset_version=dataset_version, report_run_id=run_id)
+
+    def result(self, outcome: str, gate_result: gate.GateResult | None,
+               dataset_version: str | None, run_id: str | None,
+               audit_id: int | None = None) -> PromotionResult:
+        return PromotionResult(
+            model_name=self.model_name, version=self.version, alias=CHAMPION,
+            approver=self.approver, reason=self.reason, previous_version=self.previous_version,
+            outcome=outcome, checks=gate_result.checks if gate_result else [],
+            skipped_subgroups=gate_result.skipped if gate_result else [],
+            dataset_version=dataset_version, report_run_id=run_id, audit_id=audit_id)
+
+
+def _run_gate(target: ModelVersion, champion: ModelVersion | None,
+              policy: PromotionPolicy) -> tuple[gate.GateResult, str | None]:
+    if champion is None:
+        return gate.first_promotion(), None
+    scored = scoring.score_both(target, champion, policy)
+    result = gate.compare(scored.labels, scored.challenger, scored.champion, scored.attributes,
+                          policy)
+    return result, scored.dataset_version
+
+
+def _move_alias(client: MlflowClient, attempt: Attempt, result: gate.GateResult,
+                dataset_version: str | None, run_id: str) -> int:
+    """Audit and move the alias in one transaction: a failed alias move leaves no row."""
+    name = attempt.model_name
+    with db.get_engine().begin() as conn:
+        audit_id = attempt.record(conn, audit.PROMOTED, result, dataset_version, run_id)
+        now = version_by_alias(client, name, CHAMPION)
+        if (str(now.version) if now is not None else None) != attempt.previous_version:
+            raise PermanentError(
+                f"the champion of {name} changed from version {attempt.previous_version} to "
+                f"{now.version if now else None} while the gate ran: run promote again")
+        client.set_registered_model_alias(name, CHAMPION, attempt.version)
+    return audit_id
+
+
+def _refusal(attempt: Attempt, result: gate.GateResult, run_id: str) -> str:
+    failed = "; ".join(f"{c.name} failed: {c.detail}" for c in result.failed)
+    return (f"promotion of {attempt.model_name} version {attempt.version} refused, the champion "
+            f"stays version {attempt.previous_version}: {failed}. Report: MLflow run {run_id}")

@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 
 PARITY_TOLERANCE = 1e-4
 ONNX_ARTIFACT_DIR = "onnx"  # run artifact folder of the serving file
+INPUT = "image"
+OUTPUTS = ("probability", "heatmap")  # [N, 1] and [N, 1, H/16, W/16]
 
 
 def export(model: torch.nn.Module, example: np.ndarray, path: Path) -> float:
-    """Export `model` to `path` (dynamic batch); returns the max abs difference to PyTorch.
+    """Export `model` to `path` (dynamic batch, the example's image size); returns the max
+    abs difference to PyTorch over both outputs.
 
     Raises:
         DeploymentFailed: onnxruntime's output differs by more than PARITY_TOLERANCE.
@@ -33,14 +36,15 @@ def export(model: torch.nn.Module, example: np.ndarray, path: Path) -> float:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model, (x,), str(path), dynamo=False, opset_version=17,
-            input_names=["image"], output_names=["probability"],
-            dynamic_axes={"image": {0: "batch"}, "probability": {0: "batch"}},
+            input_names=[INPUT], output_names=list(OUTPUTS),
+            # the image size is the trained one (top-k pooling counts its locations)
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"}, OUTPUTS[1]: {0: "batch"}},
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": x.numpy()})[0]
+    got = session.run(list(OUTPUTS), {INPUT: x.numpy()})
     with torch.no_grad():
-        want = model(x).numpy()
-    diff = float(np.abs(got - want).max())
+        want = [t.numpy() for t in model(x)]
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
     if diff > PARITY_TOLERANCE:
         raise DeploymentFailed(f"ONNX export differs from PyTorch by {diff:.2e} "
                                f"(> {PARITY_TOLERANCE:.0e}); refusing to deploy")

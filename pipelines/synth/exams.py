@@ -180,8 +180,8 @@ def _mass(side: str, rng: np.random.Generator) -> Finding:
         depth=depth,
         sup_inf=sup_inf,
         lat_med=lat_med,
-        radius=float(rng.uniform(0.05, 0.09)),
-        contrast=float(rng.uniform(0.32, 0.45)),
+        radius=float(rng.uniform(0.04, 0.075)),
+        contrast=float(rng.uniform(0.2, 0.38)),
         spiculated=bool(rng.random() < 0.6),
         calcifications=bool(rng.random() < 0.35),
     )

@@ -15,15 +15,21 @@ MIN_EXAMS_PER_SPLIT = 3
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Views of one split: images [N, 1, H, W] float32, view labels, exam ids."""
+    """Views of one split: images [N, 1, H, W] float32, view labels, exam ids, lateralities."""
 
     images: np.ndarray
     labels: np.ndarray
     exam_ids: np.ndarray
+    laterality: np.ndarray
 
     @property
     def exams(self) -> int:
         return len(set(self.exam_ids.tolist()))
+
+    def rows(self) -> pd.DataFrame:
+        """The view rows `pipelines.training.aggregate` needs (exam_id, laterality, label)."""
+        return pd.DataFrame({"exam_id": self.exam_ids, "laterality": self.laterality,
+                             "label": self.labels})
 
 
 def split_patients(frame: pd.DataFrame, val: float, test: float, seed: int) -> dict[str, pd.DataFrame]:
@@ -49,16 +55,9 @@ def _usable(part: pd.DataFrame) -> bool:
     return len(exam_labels) >= MIN_EXAMS_PER_SPLIT and exam_labels.nunique() == 2
 
 
-def to_split(part: pd.DataFrame) -> Split:
-    """Load the views of a split from the lake."""
-    images = np.stack([from_lake(np.load(p)) for p in part.image_path])[:, None]
+def to_split(part: pd.DataFrame, images: np.ndarray | None = None) -> Split:
+    """The views of a split, their images loaded from the lake unless given [N, 1, H, W]."""
+    if images is None:
+        images = np.stack([from_lake(np.load(p)) for p in part.image_path])[:, None]
     return Split(images=images, labels=part.label.to_numpy(np.float32),
-                 exam_ids=part.exam_id.to_numpy())
-
-
-def exam_scores(view_scores: np.ndarray, exam_ids: np.ndarray, labels: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Exam score = max over its views; exam label = max over its views' labels."""
-    frame = pd.DataFrame({"exam": exam_ids, "score": view_scores, "label": labels})
-    grouped = frame.groupby("exam").max()
-    return grouped.score.to_numpy(), grouped.label.to_numpy()
+                 exam_ids=part.exam_id.to_numpy(), laterality=part.laterality.to_numpy())

@@ -1,16 +1,32 @@
-"""The training loop and the exam-level evaluation."""
+"""The training loop: from scratch or fine-tuning a base model, early-stopped on
+validation exam AUC, repeatable by seed.
+
+Fine-tuning follows a layer-freezing schedule (`TrainParams.unfreeze_at`): the saliency
+head adapts first while the convolutional features keep what the base learned, then the
+deeper features and last the stem join, at a lower learning rate than from scratch.
+Frozen groups also keep their batch-norm statistics. Class imbalance is handled by
+weighting positive views in the loss by the negative/positive ratio of the training set.
+
+Distributed data parallel: started by `torchrun` (WORLD_SIZE > 1), each process trains on
+its share of every shuffled epoch (the same seeded order everywhere) and DDP averages the
+gradients (gloo on CPU, NCCL on GPUs). Every process scores the whole validation split, so
+they take the same early-stopping decisions without talking; only rank 0 logs and
+registers (pipelines/training/run.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipelines.training.data import Split, exam_scores
-from pipelines.training.model import ViewClassifier
+from pipelines.training.aggregate import exam_table
+from pipelines.training.data import Split
+from pipelines.training.model import LAYER_GROUPS, ViewClassifier
 from pipelines.training.params import TrainParams
 
 log = logging.getLogger(__name__)
@@ -23,68 +39,163 @@ def seed_everything(seed: int) -> None:
 
 
 def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mammography-safe augmentation: vertical flip, small contrast and brightness jitter.
+    """Augmentation that keeps a mammogram plausible: vertical flip (the other breast's
+    geometry), gamma, contrast and brightness jitter (another detector's response).
 
-    No horizontal flip: every view has the chest wall on the left by construction.
+    No horizontal flip (every view has the chest wall on the left by construction) and
+    no rotation or crop that could cut a lesion at the image edge.
     """
-    flip = torch.rand(batch.shape[0], generator=gen) < 0.5
+    n = batch.shape[0]
+    flip = torch.rand(n, generator=gen) < 0.5
     batch = torch.where(flip[:, None, None, None], batch.flip(2), batch)
-    gain = 1.0 + 0.1 * (torch.rand(batch.shape[0], 1, 1, 1, generator=gen) - 0.5)
-    bias = 0.05 * (torch.rand(batch.shape[0], 1, 1, 1, generator=gen) - 0.5)
-    return (batch * gain + bias).clamp(0.0, 1.0)
+    gamma = torch.exp(0.2 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5))  # about 0.9-1.1
+    gain = 1.0 + 0.1 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)
+    bias = 0.05 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)
+    return (batch.clamp(0.0, 1.0) ** gamma * gain + bias).clamp(0.0, 1.0)
 
 
 @torch.no_grad()
 def predict(model: ViewClassifier, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The view probabilities [N]."""
     model.eval()
-    out = [model(torch.from_numpy(images[i:i + batch_size])).numpy()[:, 0]
+    out = [model(torch.from_numpy(images[i:i + batch_size]))[0].numpy()[:, 0]
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def exam_scores(model: ViewClassifier, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(exam scores, exam labels) of a split, aggregated as everywhere (aggregate.py)."""
+    exams = exam_table(split.rows(), predict(model, split.images))
+    return exams.score.to_numpy(), exams.label.to_numpy()
 
 
 def exam_auc(model: ViewClassifier, split: Split) -> float:
     from sklearn.metrics import roc_auc_score
 
-    scores, labels = exam_scores(predict(model, split.images), split.exam_ids, split.labels)
+    scores, labels = exam_scores(model, split)
     return float(roc_auc_score(labels, scores))
 
 
 def operating_point(model: ViewClassifier, split: Split, sensitivity: float) -> float:
     """The highest threshold whose exam-level sensitivity on `split` reaches `sensitivity`."""
-    scores, labels = exam_scores(predict(model, split.images), split.exam_ids, split.labels)
+    scores, labels = exam_scores(model, split)
     positives = np.sort(scores[labels == 1])[::-1]
     k = max(1, int(np.ceil(sensitivity * len(positives))))
     return float(positives[k - 1])
 
 
-def fit(train: Split, val: Split, params: TrainParams) -> tuple[ViewClassifier, list[dict[str, float]]]:
-    """Train with early model selection on validation exam AUC; returns the best model."""
+class _Logits(nn.Module):
+    """The view logits as `forward`, so that DDP sees (and synchronizes) the training pass."""
+
+    def __init__(self, model: ViewClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(x)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless started by torchrun."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _trainer(model: ViewClassifier) -> nn.Module:
+    """What the training pass calls: the logits, wrapped in DDP under torchrun."""
+    rank, size = world()
+    if size == 1:
+        return _Logits(model)
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return DistributedDataParallel(_Logits(model))  # broadcasts rank 0's weights
+
+
+def _same_buffers(model: ViewClassifier) -> None:
+    """Rank 0's batch-norm statistics everywhere, so validation and selection agree."""
+    if world()[1] > 1:
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def trainable_groups(epoch: int, params: TrainParams, fine_tuning: bool) -> set[str]:
+    """The layer groups that train in `epoch` (all of them from scratch)."""
+    if not fine_tuning:
+        return set(LAYER_GROUPS)
+    return {g for g in LAYER_GROUPS if epoch >= params.unfreeze_at.get(g, 0)}
+
+
+def _set_trainable(model: ViewClassifier, groups: set[str]) -> None:
+    model.train()
+    for name, module in model.groups().items():
+        if name not in groups:
+            module.eval()  # a frozen group keeps its batch-norm statistics too
+
+
+def _drop_frozen_gradients(model: ViewClassifier, groups: set[str]) -> None:
+    """Frozen groups get no update: their gradients are dropped before the step (AdamW
+    skips a parameter without a gradient, weight decay included). Gradients are still
+    computed, so that DDP sees the same parameters in every step of the schedule."""
+    for name, module in model.groups().items():
+        if name not in groups:
+            for param in module.parameters():
+                param.grad = None
+
+
+def fit(train: Split, val: Split, params: TrainParams, base: ViewClassifier | None = None,
+        ) -> tuple[ViewClassifier, list[dict[str, float]]]:
+    """Train from scratch, or fine-tune `base`; returns the model of the best validation
+    exam AUC and the per-epoch history. Stops after `params.patience` epochs without a
+    better validation AUC."""
     seed_everything(params.seed)
-    model = ViewClassifier()
-    opt = torch.optim.AdamW(model.parameters(), lr=params.learning_rate,
-                            weight_decay=params.weight_decay)
+    fine_tuning = base is not None
+    model = base if base is not None else ViewClassifier(params.width, params.top_k)
+    lr = params.finetune_learning_rate if fine_tuning else params.learning_rate
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=params.weight_decay)
     pos = float(train.labels.sum())
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train.labels) - pos) / max(pos, 1.0)))
-    gen = torch.Generator().manual_seed(params.seed)
     x_all, y_all = torch.from_numpy(train.images), torch.from_numpy(train.labels)[:, None]
-    best, best_auc, history = None, -1.0, []
+    rank, size = world()
+    # one shuffle stream shared by every process (same order), augmentation per process
+    shuffle = torch.Generator().manual_seed(params.seed)
+    gen = torch.Generator().manual_seed(params.seed + 7919 * rank)
+    usable = len(x_all) // size * size  # equal shares: every process takes as many steps
+    trainer = _trainer(model)
+    best, best_auc, stale, history = None, -1.0, 0, []
     for epoch in range(params.epochs):
-        started, model = time.monotonic(), model.train()
-        order, total = torch.randperm(len(x_all), generator=gen), 0.0
+        groups = trainable_groups(epoch, params, fine_tuning)
+        started = time.monotonic()
+        _set_trainable(model, groups)
+        order, total = torch.randperm(len(x_all), generator=shuffle)[:usable][rank::size], 0.0
         for i in range(0, len(order), params.batch_size):
             idx = order[i:i + params.batch_size]
-            loss = loss_fn(model.logits(augment(x_all[idx], gen)), y_all[idx])
+            loss = loss_fn(trainer(augment(x_all[idx], gen)), y_all[idx])
             opt.zero_grad()
             loss.backward()
+            _drop_frozen_gradients(model, groups)
             opt.step()
-            total += float(loss) * len(idx)
-        auc = exam_auc(model, val)
+            total += loss.item() * len(idx)
         secs = time.monotonic() - started
-        history.append({"train_loss": total / len(order), "val_auc": auc, "epoch_s": secs})
-        log.info("train: epoch %d/%d loss %.4f val_auc %.3f (%.0f images/s)", epoch + 1,
-                 params.epochs, total / len(order), auc, len(order) / max(secs, 1e-6))
+        _same_buffers(model)
+        auc = exam_auc(model, val)
+        history.append({"train_loss": total / len(order), "val_auc": auc, "epoch_s": secs,
+                        "images_per_s": len(order) / max(secs, 1e-6),
+                        "trainable_groups": float(len(groups))})
+        log.info("train: epoch %d/%d loss %.4f val_auc %.3f (%.0f images/s, training %s)",
+                 epoch + 1, params.epochs, total / len(order), auc, len(order) / max(secs, 1e-6),
+                 "+".join(g for g in LAYER_GROUPS if g in groups))
         if auc > best_auc:
-            best_auc, best = auc, {k: v.clone() for k, v in model.state_dict().items()}
+            best_auc, stale = auc, 0
+            best = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= params.patience:
+                log.info("train: no better validation AUC for %d epochs: stopping", stale)
+                break
     if best is not None:
         model.load_state_dict(best)
     return model.eval(), history

@@ -1,5 +1,6 @@
-"""`radflow train`: fit the CNN on the lake, evaluate by exam on held-out patients,
-log the run and the model to MLflow and register it as `challenger`."""
+"""`radflow train`: fit the view classifier on the frozen dataset, from scratch or
+fine-tuning a base model, evaluate it by exam on held-out patients, log the run with its
+lineage to MLflow and register it as `challenger`."""
 
 from __future__ import annotations
 
@@ -9,88 +10,138 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 
+from pipelines import db
 from pipelines.config import get_settings
 from pipelines.datasets import frozen
 from pipelines.domain import TrainResult
 from pipelines.errors import NoTrainingData
 from pipelines.registry import lineage
 from pipelines.registry.client import mlflow_client
-from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR
-from pipelines.training import data, fit
-from pipelines.training.params import load_params
+from pipelines.serving.onnx_export import INPUT, ONNX_ARTIFACT_DIR, OUTPUTS
+from pipelines.training import data, fit, weights
+from pipelines.training.params import TrainParams, load_params
 
 log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
 
 
-def _export_onnx(model: Any, example: np.ndarray, run_id: str) -> tuple[Path, str]:
+def _export_onnx(model: Any, example: np.ndarray, folder: Path) -> tuple[Path, str]:
     """The serving file, exported and parity-checked before the model is registered."""
     from pipelines.serving.onnx_export import export, sha256
 
-    folder = get_settings().state / "training" / run_id
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.onnx"
     diff = export(model, example, path)
     log.info("train: ONNX export parity max abs diff %.2e", diff)
     return path, sha256(path)
 
 
-def run(epochs: int | None = None, seed: int | None = None) -> TrainResult:
-    """Train, evaluate and register; returns the new registered version."""
+def signature(model: Any, example: np.ndarray) -> Any:
+    """The MLflow signature: image in, probability and heatmap out (batch dimension free)."""
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    with torch.no_grad():
+        prob, heatmap = model(torch.from_numpy(example))
+    free = lambda shape: (-1, *shape[1:])  # noqa: E731
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), free(example.shape), INPUT)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), free(tuple(prob.shape)), OUTPUTS[0]),
+                        TensorSpec(np.dtype(np.float32), free(tuple(heatmap.shape)), OUTPUTS[1])]))
+
+
+def watermark_range(exam_ids: list[str]) -> tuple[int, int]:
+    """The ingest change sequences the dataset's exams came in with (first, last)."""
+    with db.get_engine().connect() as conn:
+        low, high = conn.execute(
+            sa.select(sa.func.min(db.images.c.ingest_seq), sa.func.max(db.images.c.ingest_seq))
+            .where(db.images.c.exam_id.in_(exam_ids))).one()
+    return int(low or 0), int(high or 0)
+
+
+def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
+             rows: dict[str, pd.DataFrame], history: list[dict[str, float]], *,
+             registered_model: str, alias: str, tags: dict[str, str]) -> tuple[str, dict[str, float]]:
+    """Inside an active MLflow run: log params, history, the test evaluation, the weights
+    file, the ONNX file and the model; register it under `alias`. Returns (version, metrics)."""
     import torch
 
+    import mlflow
+    from pipelines.evaluation import log_evaluation
+
+    s = get_settings()
+    client = mlflow_client()
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    mlflow.set_tags({"git_sha": lineage.git_sha(), "data_contracts": lineage.contract_versions(),
+                     **tags})
+    mlflow.log_params({**params.model_dump(), "image_height": s.image_height,
+                       "image_width": s.image_width, "views": sum(len(p) for p in rows.values())})
+    for step, row in enumerate(history):
+        mlflow.log_metrics(row, step=step)
+    val_auc = fit.exam_auc(model, splits["val"])
+    threshold = fit.operating_point(model, splits["val"], params.target_sensitivity)
+    test = splits["test"]
+    metrics = log_evaluation(model, rows["test"], test.images, threshold, split="test")
+    mlflow.log_metrics({"val_auc": val_auc, "operating_point": threshold,
+                        **{f"{k}_exams": v.exams for k, v in splits.items()}})
+    folder = s.state / "training" / run_id
+    mlflow.log_artifact(str(weights.save(model, folder / "view_classifier.pt")),
+                        artifact_path=str(Path(weights.WEIGHTS_ARTIFACT).parent))
+    example = test.images[:2]
+    onnx_file, onnx_sha = _export_onnx(model, example, folder)
+    mlflow.log_artifact(str(onnx_file), artifact_path=ONNX_ARTIFACT_DIR)
+    info = mlflow.pytorch.log_model(
+        model, name="model", registered_model_name=registered_model, input_example=example,
+        signature=signature(model, example),
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+    )
+    version = str(info.registered_model_version)
+    version_tags = {"operating_point": f"{threshold:.6f}", "test_auc": f"{metrics['test_auc']:.4f}",
+                    "onnx_sha256": onnx_sha, "input_shape": f"1,{s.image_height},{s.image_width}",
+                    **tags}
+    for key, value in version_tags.items():
+        client.set_model_version_tag(registered_model, version, key, value)
+    client.set_registered_model_alias(registered_model, alias, version)
+    return version, {"val_auc": val_auc, "operating_point": threshold, **metrics}
+
+
+def run(epochs: int | None = None, seed: int | None = None, base: str | None = None) -> TrainResult:
+    """Train (or fine-tune `base`: an MLflow model URI or a weights file), evaluate and
+    register; returns the new registered version."""
     import mlflow
 
     s = get_settings()
     params = load_params(epochs=epochs or s.train_epochs, seed=seed)
+    base_model = weights.load(base) if base else None
     dataset = frozen.load("mammo")  # the published DVC version: exactly the data trained on
-    parts = {k: v[v.label.notna()] for k, v in dataset.splits.items()}
-    if any(p.empty for p in parts.values()):
+    rows = {k: v[v.label.notna()].reset_index(drop=True) for k, v in dataset.splits.items()}
+    if any(p.empty for p in rows.values()):
         raise NoTrainingData(f"dataset version {dataset.version} has an empty split: "
                              "ingest more labelled exams and rebuild it")
-    splits = {k: data.to_split(v) for k, v in parts.items()}
-    client = mlflow_client()
+    splits = {k: data.to_split(v) for k, v in rows.items()}
+    first, last = watermark_range(sorted({e for p in rows.values() for e in p.exam_id}))
+    mlflow_client()
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as active:
-        mlflow.set_tags({
-            "git_sha": lineage.git_sha(), "dataset_version": dataset.version,
-            "dataset_hash": dataset.version, "dataset_contract": dataset.contract,
-            "data_contracts": lineage.contract_versions(), "stage": "train",
-        })
-        mlflow.log_params({**params.model_dump(), "image_height": s.image_height,
-                           "image_width": s.image_width,
-                           "views": sum(len(p) for p in parts.values())})
-        model, history = fit.fit(splits["train"], splits["val"], params)
-        for step, row in enumerate(history):
-            mlflow.log_metrics(row, step=step)
-        val_auc = fit.exam_auc(model, splits["val"])
-        test_auc = fit.exam_auc(model, splits["test"])
-        threshold = fit.operating_point(model, splits["val"], params.target_sensitivity)
-        mlflow.log_metrics({"val_auc": val_auc, "test_auc": test_auc, "operating_point": threshold,
-                            **{f"{k}_exams": v.exams for k, v in splits.items()}})
-        example = splits["test"].images[:2]
-        onnx_file, onnx_sha = _export_onnx(model, example, active.info.run_id)
-        mlflow.log_artifact(str(onnx_file), artifact_path=ONNX_ARTIFACT_DIR)
-        info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=s.registered_model,
-            input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-        version = str(info.registered_model_version)
-        client.set_model_version_tag(s.registered_model, version, "operating_point", f"{threshold:.6f}")
-        client.set_model_version_tag(s.registered_model, version, "test_auc", f"{test_auc:.4f}")
-        client.set_model_version_tag(s.registered_model, version, "onnx_sha256", onnx_sha)
-        client.set_model_version_tag(s.registered_model, version, "input_shape",
-                                     f"1,{s.image_height},{s.image_width}")
-        client.set_registered_model_alias(s.registered_model, CHALLENGER, version)
+        model, history = fit.fit(splits["train"], splits["val"], params, base=base_model)
+        version, metrics = register(
+            model, params, splits, rows, history, registered_model=s.registered_model,
+            alias=CHALLENGER,
+            tags={"stage": "train", "dataset_version": dataset.version,
+                  "dataset_hash": dataset.version, "dataset_contract": dataset.contract,
+                  "ingest_watermark_first": str(first), "ingest_watermark_last": str(last),
+                  "base_model": base or "none (from scratch)"})
     log.info("train: registered %s version %s as %s (test AUC %.3f)", s.registered_model,
-             version, CHALLENGER, test_auc)
+             version, CHALLENGER, metrics["test_auc"])
     return TrainResult(
         run_id=active.info.run_id, model_name=s.registered_model, model_version=version,
-        alias=CHALLENGER, test_auc=round(test_auc, 4), val_auc=round(val_auc, 4),
-        operating_point=round(threshold, 6), train_exams=splits["train"].exams,
-        val_exams=splits["val"].exams, test_exams=splits["test"].exams, epochs=len(history),
+        alias=CHALLENGER, test_auc=round(metrics["test_auc"], 4),
+        val_auc=round(metrics["val_auc"], 4), operating_point=round(metrics["operating_point"], 6),
+        train_exams=splits["train"].exams, val_exams=splits["val"].exams,
+        test_exams=splits["test"].exams, epochs=len(history),
+        base_model=base or "", test_auc_ci=(round(metrics["test_auc_ci_low"], 4),
+                                            round(metrics["test_auc_ci_high"], 4)),
     )
-
-
-

@@ -1,6 +1,8 @@
-"""The exam-completeness rules of mammo_manifest.v2 and the frozen-dataset contract
-mammo_dataset.v1 on planted data: a valid table passes; each planted violation fails the
+"""The exam-completeness rules of mammo_manifest.v2/v3 and the frozen-dataset contracts
+mammo_dataset.v1/v2 on planted data: a valid table passes; each planted violation fails the
 expectation that guards it, on the frame and column it is about, with the planted count.
+A later version keeps every rule of the one before it; manifest v3 and dataset v2 add the
+breast density column (A-D, null when the report states none).
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from pipelines.validation.run import enforce
 from tests.contracts.test_manifest_contract import good_manifest
 
 MANIFEST_V2 = load_contract(CONTRACTS_DIR / "mammo_manifest.v2.json")
+MANIFEST_V3 = load_contract(CONTRACTS_DIR / "mammo_manifest.v3.json")
 DATASET_V1 = load_contract(CONTRACTS_DIR / "mammo_dataset.v1.json")
+DATASET_V2 = load_contract(CONTRACTS_DIR / "mammo_dataset.v2.json")
+SCHEMA = "expect_table_columns_to_match_set"
 SPLIT_OF_EXAM = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
 POSITIVE_EXAMS = {0, 3, 6, 9}
 
 
-def good_dataset() -> pd.DataFrame:
-    """12 exams of 12 patients, 6/3/3 exams in train/val/test, positives in each split."""
+def good_dataset(density: bool = True) -> pd.DataFrame:
+    """12 exams of 12 patients, 6/3/3 exams in train/val/test, positives in each split.
+
+    Without `density` the frame has the columns of a dataset built before v2 (for v1).
+    """
     frame = good_manifest(exams=12)
     exam_no = frame.exam_id.str[3:7].map(lambda h: int(h, 16))
     frame["label"] = [int(e in POSITIVE_EXAMS and side == "L")
@@ -35,11 +43,18 @@ def good_dataset() -> pd.DataFrame:
     frame["pixel_std"] = 0.2
     frame["image_file"] = "images/" + frame.exam_id + "/" + frame.view + ".npy"
     frame["split"] = exam_no.map(lambda e: SPLIT_OF_EXAM[e])
-    return frame.drop(columns=["image_path", "ingest_seq"])
+    return frame.drop(columns=["image_path", "ingest_seq"] + ([] if density else ["density"]))
 
 
-def failures(frame: pd.DataFrame, contract: Any = DATASET_V1) -> list[dict[str, Any]]:
+def failures(frame: pd.DataFrame, contract: Any = DATASET_V2) -> list[dict[str, Any]]:
     return check(frame, contract).failed
+
+
+def _rules_and_columns(contract: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The expectations other than the schema, and the schema's column set."""
+    spec = json.loads(contract.path.read_text())["expectations"]
+    [columns] = [e["kwargs"]["column_set"] for e in spec if e["type"] == SCHEMA]
+    return [e for e in spec if e["type"] != SCHEMA], columns
 
 
 def test_the_contracts_declare_their_frames_and_sources() -> None:
@@ -48,12 +63,25 @@ def test_the_contracts_declare_their_frames_and_sources() -> None:
     assert DATASET_V1.source == "dataset"
     v1 = json.loads((CONTRACTS_DIR / "mammo_manifest.v1.json").read_text())["expectations"]
     v2 = json.loads(MANIFEST_V2.path.read_text())["expectations"]
-    schema = "expect_table_columns_to_match_set"
+    schema = SCHEMA
     # v2 keeps every v1 rule; its schema adds label_source (label provenance)
     assert [e for e in v2[:len(v1)] if e["type"] != schema] == [e for e in v1 if e["type"] != schema]
     [old_columns] = [e["kwargs"]["column_set"] for e in v1 if e["type"] == schema]
     [new_columns] = [e["kwargs"]["column_set"] for e in v2 if e["type"] == schema]
     assert set(new_columns) - set(old_columns) == {"label_source"}
+
+
+@pytest.mark.parametrize(("old", "new"), [(MANIFEST_V2, MANIFEST_V3), (DATASET_V1, DATASET_V2)])
+def test_the_density_versions_keep_every_rule_and_add_only_the_density_column(old: Any, new: Any) -> None:
+    assert (new.name, new.version, new.source, new.frames) == (
+        old.name, old.version + 1, old.source, old.frames)
+    old_rules, old_columns = _rules_and_columns(old)
+    new_rules, new_columns = _rules_and_columns(new)
+    assert new_rules[:len(old_rules)] == old_rules
+    [added] = new_rules[len(old_rules):]
+    assert (added["type"], added["kwargs"]) == (
+        "expect_column_values_to_be_in_set", {"column": "density", "value_set": ["A", "B", "C", "D"]})
+    assert [c for c in new_columns if c != "density"] == old_columns and "density" in new_columns
 
 
 def test_an_unknown_label_source_fails_the_v2_label_domain() -> None:
@@ -66,7 +94,36 @@ def test_an_unknown_label_source_fails_the_v2_label_domain() -> None:
 
 def test_a_valid_manifest_passes_v2_and_a_valid_dataset_passes_v1() -> None:
     assert failures(good_manifest(), MANIFEST_V2) == []
-    assert failures(good_dataset()) == []
+    assert failures(good_dataset(density=False), DATASET_V1) == []
+
+
+def test_a_valid_manifest_passes_v3_and_a_valid_dataset_passes_v2() -> None:
+    assert failures(good_manifest(), MANIFEST_V3) == []
+    frame = good_dataset()
+    assert frame.density.isna().any() and frame.density.notna().any()
+    assert failures(frame) == []
+    assert failures(frame.assign(density=None)) == []  # no report of the dataset states one
+
+
+def test_the_dataset_schema_is_exact_so_density_needs_dataset_v2() -> None:
+    [v1_failure] = failures(good_dataset(), DATASET_V1)  # a dataset built with density
+    assert (v1_failure["frame"], v1_failure["expectation"]) == ("rows", SCHEMA)
+    assert "'density'" in v1_failure["reason"]
+    # a dataset built before density: the schema fails, and so does the rule on the missing column
+    v2_failures = failures(good_dataset(density=False))
+    assert {(f["expectation"], f["kwargs"].get("column")) for f in v2_failures} == {
+        (SCHEMA, None), ("expect_column_values_to_be_in_set", "density")}
+
+
+@pytest.mark.parametrize("contract", [MANIFEST_V3, DATASET_V2], ids=["manifest.v3", "dataset.v2"])
+def test_a_density_outside_a_to_d_fails_naming_the_column_and_count(contract: Any) -> None:
+    frame = good_dataset() if contract is DATASET_V2 else good_manifest(exams=12)
+    frame["density"] = frame.density.astype(object)
+    frame.loc[[0, 5, 9], "density"] = ["E", "c", "3"]
+    [failure] = failures(frame, contract)
+    assert (failure["frame"], failure["kwargs"]["column"], failure["unexpected_count"]) == (
+        "rows", "density", 3)
+    assert failure["reason"].startswith("expect_column_values_to_be_in_set on density: 3 offending rows")
 
 
 def test_an_exam_missing_a_view_fails_completeness_naming_the_exam() -> None:
@@ -145,10 +202,14 @@ PLANTED = {
 }
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("case", list(PLANTED))
-def test_a_planted_dataset_violation_names_frame_expectation_column_and_count(case: str) -> None:
+def test_a_planted_dataset_violation_names_frame_expectation_column_and_count(
+    case: str, version: int
+) -> None:
     plant, frame_name, expectation, column, bad = PLANTED[case]
-    failed = failures(plant(good_dataset()))
+    contract = DATASET_V2 if version == 2 else DATASET_V1
+    failed = failures(plant(good_dataset(density=version == 2)), contract)
     hit = [f for f in failed if f["frame"] == frame_name and f["kwargs"].get("column") == column]
     assert len(hit) == 1, failed
     assert hit[0]["expectation"] == expectation and hit[0]["unexpected_count"] == bad
@@ -172,17 +233,17 @@ def test_a_duplicate_sop_instance_in_the_dataset_fails() -> None:
 
 
 def test_enforce_renders_data_docs_and_raises_with_the_summary(isolated_settings: Path) -> None:
-    report = enforce(good_dataset(), DATASET_V1)
+    report = enforce(good_dataset(), DATASET_V2)
     index = Path(str(report.data_docs))
     assert index.name == "index.html" and index.is_file()
     assert report.pages and all(Path(p).is_file() and p.endswith(".html") for p in report.pages)
     assert report.frame_rows == {"rows": 48, "exams": 12, "patients": 12, "splits": 3}
     assert report.success and report.failed_expectations == 0
     saved = json.loads(Path(report.report).read_text())
-    assert saved["suite"] == "mammo_dataset.v1" and saved["data_docs"] == str(index)
+    assert saved["suite"] == "mammo_dataset.v2" and saved["data_docs"] == str(index)
 
     with pytest.raises(DataContractViolation) as caught:
-        enforce(_move_one_view(good_dataset()), DATASET_V1)
+        enforce(_move_one_view(good_dataset()), DATASET_V2)
     message = str(caught.value)
     assert "expect_column_values_to_be_between on split_count per patient: 1 offending rows" in message
     assert str(index) in message

@@ -1,7 +1,8 @@
 """The manifest data contract (data_contracts/mammo_manifest.v*.json) on planted data.
 
 A good manifest passes; each planted violation fails the expectation that guards it, on
-the right column, with exactly the planted rows counted.
+the right column, with exactly the planted rows counted. The planted cases run on v1 (the
+first release) and on v3 (the latest, which adds the breast density domain).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import pytest
 
 from pipelines import db
 from pipelines.domain import SCREENING_VIEWS
-from pipelines.validation.contracts import CONTRACTS_DIR, latest, load_suite
+from pipelines.validation.checkpoint import check
+from pipelines.validation.contracts import CONTRACTS_DIR, Contract, latest, load_contract, load_suite
 from pipelines.validation.run import validate_frame
 
 MANIFEST = CONTRACTS_DIR / "mammo_manifest.v1.json"
+MANIFEST_V3 = CONTRACTS_DIR / "mammo_manifest.v3.json"
+DENSITY_OF_EXAM = ["C", "B", None, "A", "D"]  # None: the report states no density
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,14 @@ def suite() -> Any:
     gx_suite, meta = load_suite(MANIFEST)
     assert meta["contract"] == "mammo_manifest" and meta["version"] == 1
     return gx_suite
+
+
+@pytest.fixture(scope="module")
+def contract_v3() -> Contract:
+    """v3 runs through its frames (rows, and the derived per-exam frame)."""
+    contract = load_contract(MANIFEST_V3)
+    assert (contract.name, contract.version) == ("mammo_manifest", 3)
+    return contract
 
 
 def good_manifest(exams: int = 3) -> pd.DataFrame:
@@ -46,7 +58,7 @@ def good_manifest(exams: int = 3) -> pd.DataFrame:
                 "pixel_spacing_mm": 0.07 + 0.01 * e,
                 "photometric": "MONOCHROME2" if e % 2 == 0 else "MONOCHROME1",
                 "patient_age": 48 + e, "birads": birads, "label": int(birads >= 4),
-                "label_source": "birads-report",
+                "label_source": "birads-report", "density": DENSITY_OF_EXAM[e % len(DENSITY_OF_EXAM)],
                 "image_path": f"/lake/images/study_date=2026-03-14/ex-{e:04x}/{view}.npy",
                 "pixel_mean": 0.25 + 0.05 * i, "ingest_seq": 100 + e,
             })
@@ -57,6 +69,13 @@ def good_manifest(exams: int = 3) -> pd.DataFrame:
 
 def test_a_valid_manifest_passes(suite: Any) -> None:
     assert validate_frame(good_manifest(), suite) == []
+
+
+def test_a_valid_manifest_with_and_without_stated_densities_passes_v3(contract_v3: Contract) -> None:
+    frame = good_manifest(exams=5)
+    assert frame.density.isna().any() and set(frame.density.dropna()) == {"A", "B", "C", "D"}
+    assert check(frame, contract_v3).failed == []
+    assert check(frame.assign(density=None), contract_v3).failed == []  # no report states one
 
 
 def test_the_latest_contract_knows_every_column_of_the_images_table() -> None:
@@ -111,12 +130,27 @@ PLANTED = {
 }
 
 
-@pytest.mark.parametrize("case", list(PLANTED))
+# Only v3 knows the density column.
+PLANTED_V3 = {
+    "density E": (_set("density", "E", [1]), "expect_column_values_to_be_in_set", "density", 1),
+    "lower-case density": (_set("density", "c", [0, 4]),
+                           "expect_column_values_to_be_in_set", "density", 2),
+    "pre-2013 number": (_set("density", "3", [6, 7, 8]),
+                        "expect_column_values_to_be_in_set", "density", 3),
+}
+
+
+@pytest.mark.parametrize(("version", "case"), [(1, c) for c in PLANTED]
+                         + [(3, c) for c in {**PLANTED, **PLANTED_V3}])
 def test_a_planted_violation_is_reported_on_its_column_with_its_row_count(
-    suite: Any, case: str
+    suite: Any, contract_v3: Contract, version: int, case: str
 ) -> None:
-    plant, expectation, column, bad_rows = PLANTED[case]
-    failed = validate_frame(plant(good_manifest()), suite)
+    plant, expectation, column, bad_rows = {**PLANTED, **PLANTED_V3}[case]
+    frame = plant(good_manifest())
+    # v3 also checks exam completeness on the per-exam frame (a duplicate view breaks it too;
+    # tests/contracts/test_dataset_contract.py covers that frame): here, the rows
+    failed = validate_frame(frame, suite) if version == 1 else [
+        f for f in check(frame, contract_v3).failed if f["frame"] == "rows"]
     assert len(failed) == 1, failed
     failure = failed[0]
     assert failure["expectation"] == expectation

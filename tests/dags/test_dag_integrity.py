@@ -262,9 +262,13 @@ def test_screening_runs_nightly_at_two_one_run_at_a_time(dags: dict[str, dict[st
     assert "study_date" in dag["params"]
 
 
-def test_retraining_is_scheduled(dags: dict[str, dict[str, Any]]) -> None:
+def test_retraining_runs_weekly_and_when_monitoring_reports_drift(
+        dags: dict[str, dict[str, Any]]) -> None:
     dag = dags["retrain_mammo_model"]
-    assert dag["manual_only"] is False and dag["schedule"]
+    assert dag["manual_only"] is False
+    assert dag["timetable"] == "AssetOrTimeSchedule"
+    assert "0 3 * * 0" in dag["schedule"] and HOSPITAL_TZ in dag["schedule"]
+    assert "mammo_data_drift" in dag["schedule"]
     assert dag["max_active_runs"] == 1
 
 

@@ -112,13 +112,24 @@ def test_train_registers_a_challenger(stack: Stack) -> None:
     assert run.data.metrics["test_auc"] == pytest.approx(out["test_auc"], abs=1e-4)
     assert {"git_sha", "dataset_version", "data_contracts"} <= set(run.data.tags)
     assert run.data.tags["dataset_version"].endswith(".dir")
+    first, last = (int(run.data.tags[f"ingest_watermark_{k}"]) for k in ("first", "last"))
+    assert 0 < first <= last
+    assert run.data.tags["base_model"] == "none (from scratch)"
+    assert run.data.params["unfreeze_at"] and run.data.params["top_k"] == "0.05"
+    assert {"test_auc_ci_low", "test_auc_ci_high", "test_ece", "test_specificity_at_sens90",
+            "val_auc", "operating_point"} <= set(run.data.metrics)
+    logged = {a.path for a in client.list_artifacts(mv.run_id, "evaluation/test")}
+    assert {"evaluation/test/roc.png", "evaluation/test/reliability.png",
+            "evaluation/test/heatmap_gallery.png"} <= logged
+    assert {a.path for a in client.list_artifacts(mv.run_id, "weights")} == {
+        "weights/view_classifier.pt"}
     evaluated = stack.radflow("evaluate")
     assert evaluated["dataset_version"] == run.data.tags["dataset_version"]
     assert len(mv.tags["onnx_sha256"]) == 64
 
 
 def test_promote_requires_an_approver_and_audits(stack: Stack) -> None:
-    refused = stack.radflow("promote", "--approver", "  ", ok=False)
+    refused = stack.radflow("promote", "--approver", "  ", "--reason", "first model", ok=False)
     assert "approver" in refused["error"]
     out = stack.radflow("promote", "--approver", "Dr. Ada Reviewer", "--reason", "first model")
     assert out["version"] == "1" and out["previous_version"] is None
@@ -155,6 +166,28 @@ def test_screen_scores_each_exam_of_the_day_once(stack: Stack) -> None:
         assert page.count(f"<td>{row['exam_id']}</td>") == 1
     scores = [r["score"] for r in sorted(rows, key=lambda r: page.index(r["exam_id"]))]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_pretrain_then_fine_tune_from_the_base_model_by_uri_or_file(stack: Stack) -> None:
+    base = stack.radflow("pretrain", "--exams", "24", "--epochs", "2", "--site", "east")
+    assert (base["model_name"], base["alias"]) == ("mammo-screening-base", "base")
+    uri = "models:/mammo-screening-base@base"
+    tuned = stack.radflow("train", "--base", uri, "--epochs", "2")
+    assert tuned["base_model"] == uri and tuned["alias"] == "challenger"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    run = client.get_run(tuned["run_id"])
+    assert run.data.tags["base_model"] == uri
+    assert client.get_run(base["run_id"]).data.tags["pretrain_site"] == "east"
+    # a weights file a hospital brings (here: the one the fine-tuned run saved)
+    weights = stack.state / "training" / tuned["run_id"] / "view_classifier.pt"
+    again = stack.radflow("train", "--base", str(weights), "--epochs", "1")
+    assert again["base_model"] == str(weights)
+    missing = stack.radflow("train", "--base", str(stack.state / "nope.pt"), ok=False)
+    assert "no such file" in missing["error"]
+    unknown = stack.radflow("train", "--base", "models:/mammo-screening-base@nope", ok=False)
+    assert "not found in MLflow" in unknown["error"]
 
 
 def test_no_phi_leaves_the_ingest_boundary(stack: Stack, phi: set[str]) -> None:

@@ -15,7 +15,8 @@ import pytest
 from pipelines import cli
 
 RADFLOW = str(Path(sys.executable).parent / "radflow")
-COMMANDS = ("stack", "synth", "ingest", "validate", "train", "promote", "deploy", "screen", "demo")
+COMMANDS = ("stack", "synth", "ingest", "validate", "train", "promote", "rollback", "deploy",
+            "screen", "demo")
 
 
 def closed_port() -> int:
@@ -125,20 +126,33 @@ def main_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict
     return code, last_json(proc)
 
 
-@pytest.mark.parametrize("approver", ["", "   "])
-def test_promote_without_a_named_approver_is_refused(
-    in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], approver: str
+@pytest.mark.parametrize("command", ["promote", "rollback"])
+@pytest.mark.parametrize(("approver", "reason", "missing"),
+                         [("", "better AUC", "approver"), ("   ", "better AUC", "approver"),
+                          ("Dr. Ada Reviewer", "  ", "reason")])
+def test_a_change_of_champion_without_approver_or_reason_is_refused(
+    in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str,
+    approver: str, reason: str, missing: str
 ) -> None:
-    code, out = main_json(capsys, "promote", "--json", "--approver", approver)
+    code, out = main_json(capsys, command, "--json", "--approver", approver, "--reason", reason)
     assert code == 1
-    assert "approver" in out["error"]
+    assert missing in out["error"]
     assert "MLflow" not in out["error"]  # refused before any registry call
+
+
+@pytest.mark.parametrize("command", ["promote", "rollback"])
+def test_reason_is_a_required_argument_and_there_is_no_force_flag(command: str) -> None:
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--approver", "Dr. Ada Reviewer"])
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--approver", "A", "--reason", "r", "--force"])
 
 
 def test_without_json_a_failure_goes_to_stderr_only(
     in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["promote", "--approver", ""]) == 1
+    assert cli.main(["promote", "--approver", "", "--reason", "better"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "radflow promote:" in captured.err and "approver" in captured.err

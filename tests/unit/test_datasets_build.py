@@ -49,6 +49,11 @@ def test_a_build_publishes_a_dvc_tracked_version(isolated_settings: Path) -> Non
     assert sum(out.split_exams.values()) == 24 and min(out.split_positive_exams.values()) >= 1
     manifest = pd.read_parquet(out.manifest)
     assert {"split", "image_file", "pixel_std"} <= set(manifest.columns)
+    # the breast density of each view comes along for evaluation by density (null: not stated)
+    ingested = good_manifest(24).set_index(["exam_id", "view"]).density
+    frozen_density = manifest.set_index(["exam_id", "view"]).density
+    assert frozen_density.isna().any() and frozen_density.equals(ingested.loc[frozen_density.index])
+    assert out.contract == "mammo_dataset.v2"
     assert not {"image_path", "ingest_seq"} & set(manifest.columns)  # no host paths: portable hash
     assert all((dataset_dir("mammo") / f).is_file() for f in manifest.image_file)
     assert manifest.groupby("patient_id").split.nunique().max() == 1
@@ -123,7 +128,7 @@ def test_cli_build_dataset_then_validate_the_frozen_dataset(
     assert VERSION.match(built["version"]) and built["split_exams"]["test"] >= 1
     assert cli.main(["validate", "--suite", "mammo_dataset", "--json"]) == 0
     checked = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert checked["suite"] == "mammo_dataset.v1" and checked["success"] is True
+    assert checked["suite"] == "mammo_dataset.v2" and checked["success"] is True
     assert checked["frame_rows"] == {"rows": 48, "exams": 12, "patients": 12, "splits": 3}
     assert checked["data_docs"].endswith("data_docs/index.html") and Path(checked["data_docs"]).is_file()
     assert cli.main(["validate", "--contract-version", "1", "--no-data-docs", "--json"]) == 0

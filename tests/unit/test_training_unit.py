@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import NoTrainingData
-from pipelines.training.data import exam_scores, split_patients
+from pipelines.training.data import split_patients
 
 
 def manifest(patients: int, exams_per_patient: int = 2, positive_every: int = 3) -> pd.DataFrame:
@@ -69,38 +69,83 @@ def test_too_few_patients_is_no_training_data() -> None:
         split_patients(manifest(patients=4), 0.15, 0.2, seed=0)
 
 
-def test_exam_score_is_the_max_over_its_views() -> None:
-    scores = np.array([0.1, 0.9, 0.2, 0.3, 0.05, 0.04, 0.02, 0.01], dtype=np.float32)
-    exams = np.array(["ex-b"] * 4 + ["ex-a"] * 4)
-    labels = np.array([0, 1, 0, 0, 0, 0, 0, 0], dtype=np.float32)
-    exam_score, exam_label = exam_scores(scores, exams, labels)
-    # Sorted by exam id, aligned with each other.
-    np.testing.assert_allclose(exam_score, [0.05, 0.9])
-    np.testing.assert_array_equal(exam_label, [0, 1])
+def test_exam_score_is_the_higher_breast_mean_of_its_views() -> None:
+    from pipelines.training.aggregate import exam_table
+
+    rows = pd.DataFrame({"exam_id": ["ex-b"] * 4 + ["ex-a"] * 4,
+                         "laterality": ["R", "R", "L", "L"] * 2,
+                         "label": [0, 0, 1, 1, 0, 0, 0, 0],
+                         "manufacturer": ["GE"] * 4 + ["SIEMENS"] * 4})
+    scores = np.array([0.1, 0.3, 0.9, 0.5, 0.05, 0.04, 0.02, 0.01])
+    exams = exam_table(rows, scores)
+    # Sorted by exam id; breast = mean of CC and MLO, exam = the higher breast.
+    assert exams.exam_id.tolist() == ["ex-a", "ex-b"]
+    np.testing.assert_allclose(exams.score, [0.045, 0.7])
+    np.testing.assert_allclose(exams.score_R, [0.045, 0.2])
+    np.testing.assert_array_equal(exams.label, [0, 1])
+    assert exams.manufacturer.tolist() == ["SIEMENS", "GE"]
 
 
 def test_exam_scores_keep_interleaved_views_together() -> None:
-    exams = np.array(["ex-1", "ex-2", "ex-1", "ex-2"])
-    exam_score, exam_label = exam_scores(np.array([0.2, 0.7, 0.6, 0.1]), exams,
-                                         np.array([0, 0, 1, 0]))
-    np.testing.assert_allclose(exam_score, [0.6, 0.7])
-    np.testing.assert_array_equal(exam_label, [1, 0])
+    from pipelines.training.aggregate import exam_table
+
+    rows = pd.DataFrame({"exam_id": ["ex-1", "ex-2", "ex-1", "ex-2"], "laterality": ["L"] * 4,
+                         "label": [0, 0, 1, 0]})
+    exams = exam_table(rows, np.array([0.2, 0.7, 0.6, 0.1]))
+    np.testing.assert_allclose(exams.score, [0.4, 0.4])
+    np.testing.assert_array_equal(exams.label, [1, 0])
 
 
-def test_the_model_gives_one_probability_per_view() -> None:
+def test_the_model_gives_one_probability_and_one_heatmap_per_view() -> None:
     import torch
 
     from pipelines.training.model import ViewClassifier
 
     torch.manual_seed(0)
-    model = ViewClassifier(width=4).eval()
-    x = torch.rand(3, 1, 32, 24)
+    model = ViewClassifier(width=4, top_k=0.1).eval()
+    x = torch.rand(3, 1, 64, 48)
     with torch.no_grad():
-        out = model(x)
+        prob, heatmap = model(x)
         logits = model.logits(x)
-    assert tuple(out.shape) == (3, 1)
-    assert bool(((out > 0) & (out < 1)).all())
-    torch.testing.assert_close(out, torch.sigmoid(logits))
+        maps = model.saliency_logits(x)
+    assert tuple(prob.shape) == (3, 1)
+    assert tuple(heatmap.shape) == (3, 1, 4, 3)  # 1/16 of the input
+    assert bool(((prob > 0) & (prob < 1)).all())
+    torch.testing.assert_close(prob, torch.sigmoid(logits))
+    torch.testing.assert_close(heatmap, torch.sigmoid(maps))
+    # top-k pooling: the logit is the mean of the top 10% (1 of 12) locations: the maximum
+    torch.testing.assert_close(logits[:, 0], maps.flatten(1).max(dim=1).values)
+
+
+def test_a_bright_spot_raises_the_heatmap_where_it_is_after_training() -> None:
+    """Weak supervision localizes: trained on view labels only, the heatmap peaks at the lesion."""
+    import torch
+
+    from pipelines.training.data import Split
+    from pipelines.training.fit import fit
+    from pipelines.training.params import TrainParams
+
+    rng = np.random.default_rng(0)
+    n, h, w = 96, 64, 64
+    images = (rng.random((n, 1, h, w)) * 0.3).astype(np.float32)
+    labels = np.zeros(n, np.float32)
+    spots = {}
+    for i in range(0, n, 2):  # every other view has a bright 6x6 spot in one 16x16 cell
+        cell = (int(rng.integers(0, 4)), int(rng.integers(0, 4)))
+        r, c = cell[0] * 16 + 5, cell[1] * 16 + 5
+        images[i, 0, r:r + 6, c:c + 6] = 1.0
+        labels[i], spots[i] = 1.0, cell
+    exams = np.array([f"ex-{i}" for i in range(n)])
+    split = Split(images, labels, exams, np.array(["L"] * n))
+    params = TrainParams(epochs=12, batch_size=16, width=8, top_k=0.05, learning_rate=5e-3, patience=12)
+    model, history = fit(split, split, params)
+    assert history[-1]["val_auc"] > 0.95
+    with torch.no_grad():
+        _, heatmap = model(torch.from_numpy(images))
+    assert tuple(heatmap.shape[2:]) == (4, 4)
+    peaks = [np.unravel_index(int(heatmap[i, 0].argmax()), (4, 4)) for i in spots]
+    hits = sum(int(peak == cell) for peak, cell in zip(peaks, spots.values(), strict=True))
+    assert hits >= 0.6 * len(spots)  # by chance: 1 in 16
 
 
 def test_onnx_export_matches_pytorch_and_takes_any_batch_size(tmp_path: Path) -> None:
@@ -118,11 +163,12 @@ def test_onnx_export_matches_pytorch_and_takes_any_batch_size(tmp_path: Path) ->
     assert 0.0 <= diff <= PARITY_TOLERANCE <= 1e-4
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
-    assert [o.name for o in session.get_outputs()] == ["probability"]
+    assert [o.name for o in session.get_outputs()] == ["probability", "heatmap"]
     batch = np.random.default_rng(1).random((5, 1, 32, 24), dtype=np.float32)
-    got = session.run(None, {"image": batch})[0]
+    prob, heatmap = session.run(None, {"image": batch})
     with torch.no_grad():
-        want = model.eval()(torch.from_numpy(batch)).numpy()
-    assert got.shape == (5, 1)
-    np.testing.assert_allclose(got, want, atol=1e-4)
+        want_prob, want_heatmap = model.eval()(torch.from_numpy(batch))
+    assert prob.shape == (5, 1) and heatmap.shape == (5, 1, 2, 1)
+    np.testing.assert_allclose(prob, want_prob.numpy(), atol=1e-4)
+    np.testing.assert_allclose(heatmap, want_heatmap.numpy(), atol=1e-4)
     assert len(sha256(path)) == 64 and sha256(path) == sha256(path)

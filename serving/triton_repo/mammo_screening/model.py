@@ -1,5 +1,7 @@
 """Triton Python-backend adapter: runs the exported ONNX classifier with onnxruntime.
 
+Outputs: `probability` [N, 1] and `heatmap` [N, 1, H/16, W/16] (a client asks for either).
+
 Built once in initialize(); a bad request gets its own TritonError and the rest of the
 batch is still answered. `radflow deploy` copies this file into each version folder.
 """
@@ -22,7 +24,7 @@ class TritonPythonModel:
             providers=["CPUExecutionProvider"],
         )
         self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]  # probability, heatmap
         self.label = f"{args['model_name']} v{args['model_version']}"
 
     def execute(self, requests):
@@ -33,9 +35,10 @@ class TritonPythonModel:
                 image = np.ascontiguousarray(image, dtype=np.float32)
                 if image.ndim != 4 or image.shape[1] != 1:
                     raise ValueError(f"expected image [N, 1, H, W], got {list(image.shape)}")
-                prob = self.session.run([self.output_name], {self.input_name: image})[0]
-                out = pb_utils.Tensor("probability", prob.astype(np.float32))
-                responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+                results = self.session.run(self.output_names, {self.input_name: image})
+                outputs = [pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=np.float32))
+                           for name, value in zip(self.output_names, results)]
+                responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except Exception as exc:
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[], error=pb_utils.TritonError(f"{self.label}: {exc}")))

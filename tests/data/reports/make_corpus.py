@@ -4,6 +4,10 @@ Run `python tests/data/reports/make_corpus.py` to regenerate (deterministic). Ea
 is built from its truth (the category of each breast, or None when the report gives the
 breast none) and then phrased in one of many house styles, so the expected values never
 come from the extractor. Hand-written cases at the end cover what templates do not.
+
+Each case also has `density`: the ACR breast density (A-D) the report states, None when it
+states none. Templated cases take it from the DENSITY sentence they were given; hand-written
+cases state it themselves (`DENSITY_CASES` are about density wording).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ DENSITY = ["The breasts are almost entirely fatty (ACR density A).",
            "There are scattered areas of fibroglandular density (BI-RADS density B).",
            "The breasts are heterogeneously dense, which may obscure small masses (ACR c).",
            "Breast composition: extremely dense (ACR density category 4)."]
+DENSITY_OF = dict(zip(DENSITY, "ABCD", strict=True))
 RECOMMEND = {0: "Recall for additional imaging: spot compression views and ultrasound.",
              1: "Routine annual screening mammography.", 2: "Routine annual screening mammography.",
              3: "Short-interval follow-up mammogram in 6 months.",
@@ -169,6 +174,13 @@ def addendum(r: int, left: int, rng: random.Random) -> tuple[str, list[str], dic
     return text, ["addendum"], {**orig, side: new}
 
 
+def template_density(text: str) -> str | None:
+    """The density of the one DENSITY sentence a templated case was given, if any."""
+    stated = {code for sentence, code in DENSITY_OF.items() if sentence in text}
+    assert len(stated) <= 1, text
+    return stated.pop() if stated else None
+
+
 def generate() -> list[dict[str, object]]:
     rng = random.Random(20260322)
     cases: list[dict[str, object]] = []
@@ -181,19 +193,23 @@ def generate() -> list[dict[str, object]]:
         text, tags = style(r, left, rng)
         if style is multi_finding and RANK[left] < RANK[3]:
             text, tags = structured(r, left, rng)
-        cases.append({"text": text, "expected": {"R": r, "L": left}, "tags": tags})
+        cases.append({"text": text, "expected": {"R": r, "L": left}, "tags": tags,
+                      "density": template_density(text)})
     for c in (1, 1, 2, 2, 0, 1, 2, 4):
         text, tags = bilateral_same(c, rng)
-        cases.append({"text": text, "expected": {"R": c, "L": c}, "tags": tags})
+        cases.append({"text": text, "expected": {"R": c, "L": c}, "tags": tags,
+                      "density": template_density(text)})
     for r, left in [(1, 1), (2, 1), (1, 2), (1, 1), (2, 2), (1, 1), (2, 1), (1, 1)]:
         text, tags, expected = addendum(r, left, rng)
-        cases.append({"text": text, "expected": expected, "tags": tags})
-    cases += [dict(c) for c in HANDWRITTEN + HOLDOUT + HOLDOUT_2]
+        cases.append({"text": text, "expected": expected, "tags": tags,
+                      "density": template_density(text)})
+    cases += [dict(c) for c in HANDWRITTEN + HOLDOUT + HOLDOUT_2 + DENSITY_CASES]
     return cases
 
 
-def _case(text: str, r: int | None, left: int | None, *tags: str) -> dict[str, object]:
-    return {"text": text, "expected": {"R": r, "L": left}, "tags": list(tags)}
+def _case(text: str, r: int | None, left: int | None, *tags: str,
+          density: str | None = None) -> dict[str, object]:
+    return {"text": text, "expected": {"R": r, "L": left}, "tags": list(tags), "density": density}
 
 
 HANDWRITTEN = [
@@ -234,7 +250,8 @@ HANDWRITTEN = [
           1, 5, "category-word"),
     _case("ASSESSMENT: BI-RADS Category: 4\nLocation: left breast, 2 o'clock.", None, 4, "category-word"),
     _case("BI-RADS assessment: Negative.", 1, 1, "word-form", "overall-only"),
-    _case("Breast density: ACR density category 3. No suspicious findings. BI-RADS 1.", 1, 1, "density"),
+    _case("Breast density: ACR density category 3. No suspicious findings. BI-RADS 1.", 1, 1, "density",
+          density="C"),
     _case("BI-RADS 5th edition lexicon used. RIGHT BREAST: benign cyst, BI-RADS 2. LEFT BREAST: "
           "negative, BI-RADS 1.", 2, 1, "edition"),
     _case("RIGHT BREAST: New mass, not seen in the left breast. BI-RADS 4.\nLEFT BREAST: Negative. "
@@ -252,7 +269,7 @@ HANDWRITTEN = [
           "BI-RADS 1.", 1, 1, "negation"),
     _case("EXAM: MG screening bilateral. The breasts are scattered fibroglandular. Spiculated mass in "
           "the upper outer quadrant of the left breast. No suspicious findings on the right. "
-          "IMPRESSION: BI-RADS 5.", 1, 5, "implicit", "overall-only"),
+          "IMPRESSION: BI-RADS 5.", 1, 5, "implicit", "overall-only", density="B"),
     _case("Right breast shows no suspicious mass. Left breast shows an irregular mass at 2 o'clock. "
           "Overall BI-RADS 4.", 1, 4, "implicit", "prose"),
     # Vendor and house styles written out in full.
@@ -261,7 +278,7 @@ HANDWRITTEN = [
           "Assessment: BI-RADS 1 - Negative\n\n"
           "LEFT BREAST\nComposition: b\nFindings: 6 mm group of amorphous calcifications at 6 o'clock.\n"
           "Assessment: BI-RADS 4B - Moderate suspicion\n\nOVERALL ASSESSMENT: BI-RADS 4\n", 1, 4,
-          "structured", "vendor"),
+          "structured", "vendor", density="B"),
     _case("MAMMOGRAPHIE BILATERALE DE DEPISTAGE\nSein droit: pas d'anomalie. Right: BI-RADS 1.\n"
           "Sein gauche: Left: BI-RADS 2.", 1, 2, "abbreviation"),
     _case("SCREENING MAMMOGRAM BILAT|RT BREAST NEG BIRADS 1|LT BREAST MASS 2:00 BIRADS 4|BX RECOMMENDED",
@@ -294,7 +311,8 @@ HANDWRITTEN = [
     _case("ASSESSMENT: Negative (BI-RADS 1)\nRECOMMENDATION: Routine screening in 1 year", 1, 1,
           "overall-only"),
     _case("LEFT BREAST: The known malignancy at 1 o'clock with clip. BI-RADS 6.\nRIGHT BREAST: "
-          "Scattered fibroglandular tissue, no suspicious findings. BI-RADS 1.", 1, 6, "structured"),
+          "Scattered fibroglandular tissue, no suspicious findings. BI-RADS 1.", 1, 6, "structured",
+          density="B"),
     _case("Left breast: 2 cm spiculated mass, BI-RADS 5.\nRight breast: 8 mm oval mass, probably "
           "benign, BI-RADS 3.\nIMPRESSION: BI-RADS 5.", 3, 5, "structured"),
     _case("IMPRESSION: Benign findings. BI-RADS 2.\n\nADDENDUM: The report should read LEFT breast "
@@ -308,7 +326,7 @@ HANDWRITTEN = [
           "Diagnostic views of the right breast show a 9 mm irregular mass. Revised to BI-RADS 4.",
           4, 1, "addendum"),
     _case("The breasts are heterogeneously dense. Stable bilateral benign calcifications. No "
-          "suspicious masses. BIRADS II, benign.", 2, 2, "roman", "overall-only"),
+          "suspicious masses. BIRADS II, benign.", 2, 2, "roman", "overall-only", density="C"),
     _case("Left mammogram, diagnostic. Spot magnification views of the lateral calcifications show "
           "fine linear forms. Assessment: Category IV. Stereotactic biopsy recommended.", None, 4,
           "unilateral", "roman"),
@@ -320,7 +338,8 @@ HOLDOUT = [
           "FINDINGS: Scattered fibroglandular densities. There is a 1.1 cm obscured mass in the right "
           "breast at 7 o'clock, anterior depth, not seen previously. The left breast is unremarkable.\n"
           "IMPRESSION: Possible mass right breast. Recommend diagnostic mammogram and ultrasound.\n"
-          "BI-RADS 0 - Incomplete: Need additional imaging evaluation.", 0, 1, "holdout", "prose"),
+          "BI-RADS 0 - Incomplete: Need additional imaging evaluation.", 0, 1, "holdout", "prose",
+          density="B"),
     _case("Bilateral diagnostic mammogram and targeted ultrasound.\nRight: 4 mm simple cyst at 10:00. "
           "Benign. BI-RADS 2.\nLeft: palpable lump at 3:00 corresponds to a 2.3 cm irregular hypoechoic "
           "mass with angular margins. BI-RADS 5.", 2, 5, "holdout", "abbreviation"),
@@ -352,7 +371,7 @@ HOLDOUT = [
           "findings. BI-RADS 2 - Benign.", 2, 2, "holdout", "overall-only"),
     _case("Breast composition: c. Right breast: no suspicious findings (BI-RADS 1). Left breast: "
           "known carcinoma at 2 o'clock under neoadjuvant chemotherapy, decreased in size (BI-RADS 6).",
-          1, 6, "holdout", "flattened"),
+          1, 6, "holdout", "flattened", density="C"),
     _case("The left breast shows a new cluster of fine linear calcifications; BI-RADS 5. The right "
           "breast is negative; BI-RADS 1.", 1, 5, "holdout", "prose"),
     _case("Mammogram bilateral screening - see comparison with 2023 where BI-RADS 3 was given for the "
@@ -395,7 +414,7 @@ HOLDOUT_2 = [
           "holdout-2", "prior"),
     _case("BI-RADS Right: 1, Left: 5", 1, 5, "holdout-2", "abbreviation"),
     _case("Findings: Fatty breasts. No masses, no calcifications, no distortion in either breast.\n"
-          "Conclusion: BI-RADS I.", 1, 1, "holdout-2", "roman", "negation"),
+          "Conclusion: BI-RADS I.", 1, 1, "holdout-2", "roman", "negation", density="A"),
     _case("ADDENDUM: This report was amended. Left breast category changed from BI-RADS 4 to "
           "BI-RADS 3 after review of the ultrasound.\n\nORIGINAL REPORT: Left breast: oval mass. "
           "BI-RADS 4. Right breast: BI-RADS 1.", 1, 3, "holdout-2", "addendum"),
@@ -405,9 +424,70 @@ HOLDOUT_2 = [
     _case("R: benign-appearing intramammary lymph node (BI-RADS 2)\nL: grouped punctate "
           "calcifications, new (BI-RADS 3)", 2, 3, "holdout-2", "abbreviation"),
     _case("Both breasts show scattered fibroglandular tissue. There is no evidence of malignancy on "
-          "either side. Assessment: benign findings. ACR BI-RADS 2.", 2, 2, "holdout-2", "negation"),
+          "either side. Assessment: benign findings. ACR BI-RADS 2.", 2, 2, "holdout-2", "negation",
+          density="B"),
 ]
 
+
+# Density wording (written before the density reader, BI-RADS kept simple): codes, the
+# pre-2013 numbering, Atlas descriptors, priors, negation, corrections, conflicts.
+DENSITY_CASES = [
+    _case("Breast density: ACR C. No suspicious findings. BI-RADS 1.", 1, 1, "density",
+          density="C"),
+    _case("BREAST COMPOSITION: b - scattered areas of fibroglandular density.\nFINDINGS: Negative.\n"
+          "IMPRESSION: BI-RADS 1 - Negative.", 1, 1, "density", density="B"),
+    _case("Density category 2 (25-50% fibroglandular). Benign-appearing calcifications bilaterally. "
+          "BI-RADS 2.", 2, 2, "density", "density-numbered", density="B"),
+    _case("ACR density category 4. No suspicious findings. BI-RADS 1.", 1, 1, "density",
+          "density-numbered", density="D"),
+    _case("The breast tissue is extremely dense, which lowers the sensitivity of mammography. No "
+          "suspicious findings. BI-RADS 1.", 1, 1, "density", "density-descriptor", density="D"),
+    _case("COMPARISON: 2024-01-10 (ACR density B).\nFINDINGS: The breasts are heterogeneously dense. "
+          "No suspicious findings.\nIMPRESSION: BI-RADS 1.", 1, 1, "density", "density-prior",
+          density="C"),
+    _case("FINDINGS: The breasts are now heterogeneously dense (previously scattered fibroglandular "
+          "density). No suspicious mass. BI-RADS 1.", 1, 1, "density", "density-prior", density="C"),
+    _case("Breast density: the breasts are not extremely dense; there are scattered areas of "
+          "fibroglandular tissue. BI-RADS 1.", 1, 1, "density", "density-negation", density="B"),
+    _case("Mammographic density ACR 3 (heterogeneously dense). No suspicious findings. BI-RADS 1.", 1,
+          1, "density", "density-numbered", density="C"),
+    _case("Almost entirely fatty breasts. Benign-appearing calcifications bilaterally, BI-RADS 2.", 2,
+          2, "density", "density-descriptor", density="A"),
+    _case("No suspicious findings. BI-RADS 1. Breast density: a.", 1, 1, "density", density="A"),
+    _case("FINDINGS:\nBreast composition: heterogeneously dense (c).\nNo suspicious findings.\n\n"
+          "IMPRESSION: Negative. BI-RADS 1.", 1, 1, "density", density="C"),
+    _case("Bilateral screening mammogram. No suspicious findings. BI-RADS 1.", 1, 1, "density",
+          "density-none"),
+    _case("Dense breast tissue. No suspicious findings. BI-RADS 1.", 1, 1, "density", "density-none"),
+    _case("FINDINGS: The breasts are heterogeneously dense. No suspicious findings.\nIMPRESSION: "
+          "Extremely dense breasts, negative. BI-RADS 1.", 1, 1, "density", "density-conflict",
+          density="C"),
+    _case("The breasts are heterogeneously dense. No suspicious findings. Extremely dense breasts. "
+          "BI-RADS 1.", 1, 1, "density", "density-conflict"),
+    _case("RIGHT BREAST: Heterogeneously dense. No suspicious findings. BI-RADS 1.\nLEFT BREAST: "
+          "Extremely dense. No suspicious findings. BI-RADS 1.", 1, 1, "density", "density-per-side",
+          density="D"),
+    _case("FINDINGS: ACR density B. No suspicious findings. BI-RADS 1.\n\nADDENDUM: Breast density "
+          "corrected to ACR density C; the assessment is unchanged.", 1, 1, "density",
+          "density-addendum", density="C"),
+    _case("Parenchymal density: ACR II. No suspicious findings. BI-RADS 1.", 1, 1, "density",
+          "density-numbered", density="B"),
+    _case("FINDINGS: Scattered fibroglandular densities, slightly less than on the prior exam when "
+          "the breasts were heterogeneously dense. No suspicious findings. BI-RADS 1.", 1, 1,
+          "density", "density-prior", density="B"),
+    _case("Breast density: ACR C in 2022, now ACR B. No suspicious findings. BI-RADS 1.", 1, 1,
+          "density", "density-prior", density="B"),
+    _case("Tissue composition: category C. No suspicious findings. BI-RADS 1.", 1, 1, "density",
+          density="C"),
+    _case("ACR breast density category B. Benign-appearing calcifications bilaterally, BI-RADS 2.", 2,
+          2, "density", density="B"),
+    _case("Breast density: a scattered fibroglandular pattern. No suspicious findings. BI-RADS 1.", 1,
+          1, "density", "density-descriptor", density="B"),
+    _case("The left breast is heterogeneously dense and the right breast is extremely dense. No "
+          "suspicious findings. BI-RADS 1.", 1, 1, "density", "density-per-side", density="D"),
+    _case("Breasts: almost entirely fat (less than 25% glandular). No suspicious findings. BI-RADS 1.",
+          1, 1, "density", "density-descriptor", density="A"),
+]
 
 if __name__ == "__main__":
     out = Path(__file__).with_name("corpus.jsonl")

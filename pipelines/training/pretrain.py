@@ -1,0 +1,91 @@
+"""`radflow pretrain`: a base model trained on a large synthetic "public" site.
+
+It stands for the model a hospital gets from elsewhere (a vendor, a consortium, a paper):
+trained on another population and other detectors. The exams are drawn by `synth` and
+preprocessed by the same function ingest uses, in this process (no PACS involved, and
+nothing of the hospital's). The model is registered as `<registered model>-base` with
+alias `base`; `radflow train --base models:/mammo-screening-base@base` fine-tunes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import get_settings
+from pipelines.domain import TrainResult
+from pipelines.imaging.preprocess import preprocess
+from pipelines.registry.client import mlflow_client
+from pipelines.training import data, fit
+from pipelines.training.params import load_params
+
+log = logging.getLogger(__name__)
+BASE_ALIAS = "base"
+PUBLIC_DATE = "2025-06-02"
+
+
+def synthetic_views(exams: int, site: str, seed: int, *, positive_rate: float = 0.5,
+                    study_date: str = PUBLIC_DATE) -> tuple[pd.DataFrame, np.ndarray]:
+    """View rows and model inputs [N, 1, H, W] of `exams` synthetic exams (one patient each).
+
+    A view is positive when its breast holds the suspicious mass (the synth truth).
+    """
+    from pipelines.synth.generate import iter_exams
+
+    s = get_settings()
+    rows, images, started = [], [], time.monotonic()
+    for n, exam in enumerate(iter_exams(exams, study_date, site, seed,
+                                        positive_rate=positive_rate), 1):
+        plan = exam.plan
+        for instance in exam.instances:
+            if instance.name == "report":
+                continue
+            side, position = instance.name.split("-")
+            images.append(preprocess(instance.dataset, side, s.image_height, s.image_width))
+            rows.append({"exam_id": f"{site}-{seed}-{plan.index:05d}",
+                         "patient_id": f"{site}-{seed}-{plan.index:05d}", "view": instance.name,
+                         "laterality": side, "view_position": position,
+                         "label": int(plan.lesion_side == side),
+                         "manufacturer": exam.profile.manufacturer,
+                         "density": plan.patient.density.upper()})
+        if n % 50 == 0 or n == exams:
+            log.info("pretrain: %d/%d synthetic exams prepared (%.1f exams/s)", n, exams,
+                     n / max(time.monotonic() - started, 1e-6))
+    return pd.DataFrame(rows), np.stack(images)[:, None].astype(np.float32)
+
+
+def run(exams: int = 600, site: str = "general", seed: int = 7,
+        epochs: int | None = None) -> TrainResult:
+    """Train the base model on `exams` synthetic exams of `site` and register it."""
+    import mlflow
+    from pipelines.training.run import register
+
+    s = get_settings()
+    params = load_params(epochs=epochs or s.train_epochs, seed=seed)
+    frame, images = synthetic_views(exams, site, seed)
+    frame["row"] = np.arange(len(frame))
+    parts = data.split_patients(frame, params.val_fraction, params.test_fraction, seed)
+    rows = {k: v.reset_index(drop=True) for k, v in parts.items()}
+    splits = {k: data.to_split(v, images[v.row.to_numpy()]) for k, v in rows.items()}
+    name = f"{s.registered_model}-base"
+    mlflow_client()
+    mlflow.set_experiment(s.mlflow_experiment)
+    with mlflow.start_run(run_name=f"pretrain-{site}-{time.strftime('%Y%m%d-%H%M%S')}") as active:
+        model, history = fit.fit(splits["train"], splits["val"], params)
+        version, metrics = register(
+            model, params, splits, rows, history, registered_model=name, alias=BASE_ALIAS,
+            tags={"stage": "pretrain", "pretrain_site": site, "pretrain_exams": str(exams),
+                  "pretrain_seed": str(seed), "dataset_version": f"synthetic:{site}:{seed}:{exams}",
+                  "base_model": "none (from scratch)"})
+    log.info("pretrain: registered %s version %s as %s (test AUC %.3f)", name, version,
+             BASE_ALIAS, metrics["test_auc"])
+    return TrainResult(
+        run_id=active.info.run_id, model_name=name, model_version=version, alias=BASE_ALIAS,
+        test_auc=round(metrics["test_auc"], 4), val_auc=round(metrics["val_auc"], 4),
+        operating_point=round(metrics["operating_point"], 6), train_exams=splits["train"].exams,
+        val_exams=splits["val"].exams, test_exams=splits["test"].exams, epochs=len(history),
+        test_auc_ci=(round(metrics["test_auc_ci_low"], 4), round(metrics["test_auc_ci_high"], 4)),
+    )
