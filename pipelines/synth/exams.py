@@ -13,6 +13,7 @@ import numpy as np
 
 from pipelines.synth.patients import Patient, patient_for
 from pipelines.synth.seeding import rng_for
+from pipelines.synth.sites import mass_radius_for_site
 
 SIDES: tuple[str, str] = ("R", "L")
 
@@ -132,7 +133,7 @@ def plan_exam(
     positive = bool(rng.random() < positive_rate)
     findings: list[Finding] = []
     if positive:
-        findings.append(_mass(str(rng.choice(SIDES)), rng))
+        findings.append(_mass(str(rng.choice(SIDES)), rng, mass_radius_for_site(site)))
     if rng.random() < 0.25:
         findings.append(_benign(str(rng.choice(SIDES)), rng))
     seconds = 7 * 3600 + 1800 + (index * 173 + int(rng.integers(120))) % (11 * 3600)
@@ -172,7 +173,7 @@ def _position(rng: np.random.Generator, margin: float) -> tuple[float, float, fl
     )
 
 
-def _mass(side: str, rng: np.random.Generator) -> Finding:
+def _mass(side: str, rng: np.random.Generator, radius: tuple[float, float]) -> Finding:
     depth, sup_inf, lat_med = _position(rng, 0.2)
     return Finding(
         side=side,
@@ -180,7 +181,7 @@ def _mass(side: str, rng: np.random.Generator) -> Finding:
         depth=depth,
         sup_inf=sup_inf,
         lat_med=lat_med,
-        radius=float(rng.uniform(0.04, 0.075)),
+        radius=float(rng.uniform(*radius)),
         contrast=float(rng.uniform(0.2, 0.38)),
         spiculated=bool(rng.random() < 0.6),
         calcifications=bool(rng.random() < 0.35),

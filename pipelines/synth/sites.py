@@ -1,8 +1,8 @@
 """Vendor profiles of the synthetic sites: detector, bit depth, photometry and image look.
 
 Sites differ in everything a model can notice (matrix, pixel size, intensity curve, noise,
-texture scale, MONOCHROME1 versus MONOCHROME2), so fine-tuning on one site and drift
-between sites are real effects.
+texture scale, MONOCHROME1 versus MONOCHROME2) and in the population they screen (the size
+of the cancers found), so fine-tuning on one site and drift between sites are real effects.
 """
 
 from __future__ import annotations
@@ -166,6 +166,17 @@ SITE_PROFILES: dict[str, str] = {
     "east": "siemens",
     "south": "fujifilm",
 }
+
+
+# Sites screen different populations too: north's programme finds its cancers earlier, so
+# its masses are smaller (radius as a fraction of the image width; others: the default).
+DEFAULT_MASS_RADIUS = (0.04, 0.075)
+SITE_MASS_RADIUS: dict[str, tuple[float, float]] = {"north": (0.022, 0.042)}
+
+
+def mass_radius_for_site(site: str) -> tuple[float, float]:
+    """The range of suspicious-mass radii at a site (a fraction of the image width)."""
+    return SITE_MASS_RADIUS.get(site.lower(), DEFAULT_MASS_RADIUS)
 
 
 def profile_for_site(site: str) -> VendorProfile:
