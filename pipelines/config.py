@@ -51,6 +51,9 @@ class RadflowSettings(BaseSettings):
     triton_model: str = "mammo_screening"
     triton_python: Path | None = None
     triton_batch_size: int = 16
+    # Key for Triton's model-repository API (load, unload, index), sent as the header
+    # TRITON_ADMIN_HEADER; the embedded stack generates one into <state>/secrets/triton.env.
+    triton_admin_key: SecretStr | None = None
 
     # Results database: PostgreSQL URL in production, a SQLite file by default.
     database_url: str | None = None
@@ -111,6 +114,10 @@ class RadflowSettings(BaseSettings):
         return self.state / "secrets" / "orthanc.env"
 
     @property
+    def triton_secrets_file(self) -> Path:
+        return self.state / "secrets" / "triton.env"
+
+    @property
     def orthanc_base_url(self) -> str:
         return self.orthanc_url or f"http://127.0.0.1:{self.orthanc_http_port}"
 
@@ -136,14 +143,26 @@ class RadflowSettings(BaseSettings):
 
     def orthanc_secret(self) -> str:
         """The Orthanc password: from the environment, else from the stack's secrets file."""
-        if self.orthanc_password is not None:
-            return self.orthanc_password.get_secret_value()
-        if self.secrets_file.exists():
-            for line in self.secrets_file.read_text().splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() == "RADFLOW_ORTHANC_PASSWORD":
-                    return value.strip()
-        return ""
+        return _secret(self.orthanc_password, self.secrets_file, "RADFLOW_ORTHANC_PASSWORD")
+
+    def triton_admin_secret(self) -> str:
+        """Triton's model-repository key: from the environment, else the stack's secrets file."""
+        return _secret(self.triton_admin_key, self.triton_secrets_file, "RADFLOW_TRITON_ADMIN_KEY")
+
+
+TRITON_ADMIN_HEADER = "radflow-admin-key"
+
+
+def _secret(given: SecretStr | None, path: Path, name: str) -> str:
+    """A secret from the environment (`given`), else the `name=` line of a secrets file."""
+    if given is not None:
+        return given.get_secret_value()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == name:
+                return value.strip()
+    return ""
 
 
 @functools.cache

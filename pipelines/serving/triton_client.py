@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.config import RadflowSettings, get_settings
+from pipelines.config import TRITON_ADMIN_HEADER, RadflowSettings, get_settings
 from pipelines.errors import TritonUnavailable
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ class TritonClient:
 
         s = settings or get_settings()
         self.url = s.triton_http_url
+        key = s.triton_admin_secret()
+        self._admin = {TRITON_ADMIN_HEADER: key} if key else None  # model-repository API only
         self._http = httpclient
         self._client: httpclient.InferenceServerClient = httpclient.InferenceServerClient(
             url=self.url, connection_timeout=30.0, network_timeout=120.0
@@ -45,10 +47,10 @@ class TritonClient:
             return False
 
     def load(self, model: str) -> None:
-        self._call(f"load {model}", self._client.load_model, model)
+        self._call(f"load {model}", self._client.load_model, model, headers=self._admin)
 
     def unload(self, model: str) -> None:
-        self._call(f"unload {model}", self._client.unload_model, model)
+        self._call(f"unload {model}", self._client.unload_model, model, headers=self._admin)
 
     def model_ready(self, model: str, version: str = "") -> bool:
         try:

@@ -16,17 +16,19 @@ DICOMWEB_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/ortha
 
 def ensure_secret(settings: RadflowSettings) -> str:
     """The Orthanc password: from the environment, else generated once into the state dir."""
-    existing = settings.orthanc_secret()
-    if existing:
-        return existing
-    password = secrets.token_urlsafe(18)
-    path = settings.secrets_file
+    return settings.orthanc_secret() or write_secret(settings.secrets_file,
+                                                     "RADFLOW_ORTHANC_PASSWORD")
+
+
+def write_secret(path: Path, name: str) -> str:
+    """A new random secret written as `name=...` to `path` (folder 0700, file 0600)."""
+    value = secrets.token_urlsafe(18)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"RADFLOW_ORTHANC_PASSWORD={password}\n")
-    return password
+        fh.write(f"{name}={value}\n")
+    return value
 
 
 def dicomweb_plugin() -> Path | None:

@@ -3,6 +3,13 @@
 Triton runs from its own environment (`.venv-triton`, numpy < 2): with numpy 2 the
 Python-backend stub returns broken output tensors. The stub runs model.py with the first
 `python3` on PATH, so that environment's bin/ goes first on PATH.
+
+The model-repository API (load, unload, index) answers only requests that carry the
+header TRITON_ADMIN_HEADER with the admin key (from RADFLOW_TRITON_ADMIN_KEY, else
+generated once into <state>/secrets/triton.env, mode 0600; gRPC clients send it as
+"triton-grpc-protocol-<header>"): inference stays open on loopback, swapping the served
+model does not. Triton takes the key on its command line,
+which other local users of the host can read; the production container runs alone.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pipelines.config import PROJECT_DIR, RadflowSettings
+from pipelines.config import PROJECT_DIR, TRITON_ADMIN_HEADER, RadflowSettings
 from pipelines.errors import StackError
+from pipelines.stack.orthanc import write_secret
 
 
 def triton_python(settings: RadflowSettings) -> Path:
@@ -65,8 +73,15 @@ def environment(python: Path, sp: Path) -> dict[str, str]:
     return env
 
 
+def ensure_admin_key(settings: RadflowSettings) -> str:
+    """The model-repository key: from the environment, else generated once into the state dir."""
+    return settings.triton_admin_secret() or write_secret(settings.triton_secrets_file,
+                                                          "RADFLOW_TRITON_ADMIN_KEY")
+
+
 def command(settings: RadflowSettings) -> tuple[list[str], dict[str, str]]:
-    """The tritonserver command line and environment: explicit model control, loopback."""
+    """The tritonserver command line and environment: explicit model control, loopback,
+    the model-repository API restricted to the admin key."""
     python = triton_python(settings)
     sp = site_packages(python)
     binary = sp / "pytriton" / "tritonserver" / "bin" / "tritonserver"
@@ -74,6 +89,7 @@ def command(settings: RadflowSettings) -> tuple[list[str], dict[str, str]]:
         raise StackError(f"tritonserver binary not found at {binary}: reinstall nvidia-pytriton")
     repo = settings.triton_repository
     repo.mkdir(parents=True, exist_ok=True)
+    key = ensure_admin_key(settings)
     argv = [
         str(binary),
         "--model-repository", str(repo),
@@ -89,5 +105,7 @@ def command(settings: RadflowSettings) -> tuple[list[str], dict[str, str]]:
         "--metrics-address", "127.0.0.1", "--metrics-port", str(settings.triton_metrics_port),
         "--allow-gpu-metrics", "false",
         "--exit-timeout-secs", "10",
+        "--http-restricted-api", f"model-repository:{TRITON_ADMIN_HEADER}={key}",
+        "--grpc-restricted-protocol", f"model-repository:{TRITON_ADMIN_HEADER}={key}",
     ]
     return argv, environment(python, sp)

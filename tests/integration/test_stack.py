@@ -46,6 +46,35 @@ def test_orthanc_requires_authentication(stack: Stack) -> None:
     assert config["RemoteAccessAllowed"] is False and config["AuthenticationEnabled"] is True
 
 
+def test_triton_refuses_a_model_load_without_the_admin_key(stack: Stack) -> None:
+    """Inference and health stay open on loopback; the model-repository API needs the key."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    http = f"http://127.0.0.1:{stack.env['RADFLOW_TRITON_HTTP_PORT']}"
+    secret = stack.state / "secrets" / "triton.env"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    key = secret.read_text().strip().split("=", 1)[1]
+    assert httpx.get(f"{http}/v2/health/ready").status_code == 200
+    index = f"{http}/v2/repository/index"
+    load = f"{http}/v2/repository/models/mammo_screening/load"
+    for refused in (httpx.post(index), httpx.post(load),
+                    httpx.post(load, headers={"radflow-admin-key": "wrong"})):
+        assert refused.status_code in (401, 403), refused.text
+        assert "restricted" in refused.text.lower() or "unauthorized" in refused.text.lower()
+    assert httpx.post(index, headers={"radflow-admin-key": key}).status_code == 200
+    grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{stack.env['RADFLOW_TRITON_GRPC_PORT']}")
+    try:
+        grpc.load_model("mammo_screening")
+        raise AssertionError("gRPC load without the key was accepted")
+    except InferenceServerException as exc:
+        assert "restricted" in str(exc).lower() or "unauthorized" in str(exc).lower(), str(exc)
+    # over gRPC, Triton expects the key under "triton-grpc-protocol-<header>"
+    index_grpc = grpc.get_model_repository_index(
+        headers={"triton-grpc-protocol-radflow-admin-key": key})
+    assert index_grpc is not None
+
+
 def test_mlflow_and_triton_listen_on_loopback_only(stack: Stack) -> None:
     pids = _pids(stack)
     for name in ("mlflow", "triton"):

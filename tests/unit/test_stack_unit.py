@@ -152,3 +152,23 @@ def test_status_never_shows_the_database_password(own_ports: pytest.MonkeyPatch)
     out = manage.status()
     assert "Hunter2-db-pw" not in repr(out)
     assert out["database_url"].startswith("postgresql+psycopg2://radflow:***@db.hospital.example")
+
+
+def test_the_triton_admin_key_comes_from_the_environment_or_a_private_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.config import get_settings, reset_settings
+    from pipelines.serving.triton_client import TritonClient
+    from pipelines.stack.triton import ensure_admin_key
+
+    monkeypatch.setenv("RADFLOW_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("RADFLOW_TRITON_ADMIN_KEY", raising=False)
+    reset_settings()
+    generated = ensure_admin_key(get_settings())
+    secret = tmp_path / "secrets" / "triton.env"
+    assert len(generated) >= 20 and oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert ensure_admin_key(get_settings()) == generated  # kept, not regenerated
+    assert TritonClient()._admin == {"radflow-admin-key": generated}
+    monkeypatch.setenv("RADFLOW_TRITON_ADMIN_KEY", "from-the-vault")
+    reset_settings()
+    assert ensure_admin_key(get_settings()) == "from-the-vault"
+    assert TritonClient()._admin == {"radflow-admin-key": "from-the-vault"}
