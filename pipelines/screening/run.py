@@ -18,6 +18,7 @@ from pipelines.pacs.pseudonyms import pseudonym_for
 from pipelines.screening.worklist import WorklistRow, publish
 from pipelines.serving.deployment import current_deployment
 from pipelines.serving.triton_client import TritonClient
+from pipelines.training.aggregate import exam_score
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def run(study_date: str) -> ScreenResult:
     rows, results = [], []
     for i, (exam_id, (study_id, _)) in enumerate(found.items()):
         view_scores = {v: float(p) for v, p in zip(SCREENING_VIEWS, probs[4 * i:4 * i + 4], strict=True)}
-        score = max(view_scores.values())
+        score = exam_score(view_scores)  # breast = mean of its views, exam = max (as trained)
         flagged = score >= deployed.operating_point
         results.append({"exam_id": exam_id, "model_version": deployed.model_version,
                         "study_date": study_date, "score": score, "flagged": flagged,

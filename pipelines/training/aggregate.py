@@ -9,6 +9,8 @@ is, the exam if either breast is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -51,3 +53,9 @@ def exam_table(rows: pd.DataFrame, view_scores: np.ndarray) -> pd.DataFrame:
         first = rows.drop_duplicates("exam_id").set_index("exam_id")[present]
         exams = exams.join(first)
     return exams.reset_index()
+
+
+def exam_score(view_scores: Mapping[str, float]) -> float:
+    """The exam score of one exam's view scores by view name ("R-CC", ...): `exam_table`'s."""
+    rows = pd.DataFrame({"exam_id": "exam", "laterality": [v.split("-")[0] for v in view_scores]})
+    return float(exam_table(rows, np.array(list(view_scores.values()))).score.iloc[0])

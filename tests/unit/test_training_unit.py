@@ -172,3 +172,12 @@ def test_onnx_export_matches_pytorch_and_takes_any_batch_size(tmp_path: Path) ->
     np.testing.assert_allclose(prob, want_prob.numpy(), atol=1e-4)
     np.testing.assert_allclose(heatmap, want_heatmap.numpy(), atol=1e-4)
     assert len(sha256(path)) == 64 and sha256(path) == sha256(path)
+
+
+def test_screening_scores_an_exam_as_training_does() -> None:
+    from pipelines.training.aggregate import exam_score, exam_table
+
+    views = {"R-CC": 0.1, "L-CC": 0.8, "R-MLO": 0.3, "L-MLO": 0.6}
+    rows = pd.DataFrame({"exam_id": ["e"] * 4, "laterality": [v[0] for v in views]})
+    assert exam_score(views) == pytest.approx(0.7)  # the left breast: (0.8 + 0.6) / 2
+    assert exam_score(views) == pytest.approx(exam_table(rows, np.array(list(views.values()))).score[0])
