@@ -54,13 +54,11 @@ def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (batch.clamp(0.0, 1.0) ** gamma * gain + bias).clamp(0.0, 1.0)
 
 
-@torch.no_grad()
 def predict(model: ViewClassifier, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The view probabilities [N]."""
-    model.eval()
-    out = [model(torch.from_numpy(images[i:i + batch_size]))[0].numpy()[:, 0]
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    """The view probabilities [N] of a model being trained (put in eval mode first)."""
+    from pipelines.evaluation.inference import view_scores
+
+    return view_scores(model.eval(), images, batch_size)
 
 
 def exam_scores(model: ViewClassifier, split: Split) -> tuple[np.ndarray, np.ndarray]:
