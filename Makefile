@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
-$(TRITON_STAMP): constraints-triton.txt
+# The Python-backend stub runs model.py in an isolated interpreter (PYTHONPATH ignored):
+# `pipelines` is installed into Triton's environment, without its dependencies.
+$(TRITON_STAMP): constraints-triton.txt pyproject.toml
 	@test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/python -m pip install -q --upgrade pip
 	$(TRITON_VENV)/bin/python -m pip install -q -r constraints-triton.txt
+	$(TRITON_VENV)/bin/python -m pip install -q --no-deps -e .
 	@touch $@
 
 demo: bootstrap

@@ -90,9 +90,27 @@ def _rollback(args: argparse.Namespace) -> Any:
 
 
 def _deploy(args: argparse.Namespace) -> Any:
+    from pipelines.config import get_settings
+    from pipelines.registry.client import model_uri
     from pipelines.serving import deploy
 
-    return deploy.run(alias=args.alias)
+    if args.rollback:
+        return deploy.rollback(slot=args.slot)
+    if args.undeploy:
+        return deploy.undeploy(slot=args.slot)
+    uri = args.model_uri or (model_uri(get_settings().registered_model, args.alias) if args.alias else None)
+    return deploy.deploy(uri, slot=args.slot)
+
+
+def _serving_repo(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from pipelines.config import get_settings
+    from pipelines.serving import repository
+
+    s = get_settings()
+    written = repository.generate(Path(args.out), args.profile, s.triton_model, s.image_height, s.image_width)
+    return {"profile": args.profile, "repository": args.out, "configs": [str(p) for p in written]}
 
 
 def _screen(args: argparse.Namespace) -> Any:
@@ -185,8 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approver", required=True, help="the named human who approves")
     p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
 
-    p = add("deploy", _deploy, "export the champion to ONNX and load it into Triton")
-    p.add_argument("--alias", default="champion")
+    p = add("deploy", _deploy, "serve a registered version on Triton: SHA-256 verified, loaded "
+            "beside the serving version, smoke-checked, then switched")
+    p.add_argument("--slot", default="champion", choices=["champion", "shadow"],
+                   help="champion (screened, on the worklist) or shadow (scored beside it only)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--alias", default=None,
+                       help="registered-model alias (default: champion, or challenger for --slot shadow)")
+    which.add_argument("--model-uri", default=None, help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    which.add_argument("--rollback", action="store_true",
+                       help="serve the slot's previous version again (verified, no download)")
+    which.add_argument("--undeploy", action="store_true", help="stop serving the slot and unload it")
+
+    p = add("serving-repo", _serving_repo, "generate a Triton model repository (configs and "
+            "adapters) for the cpu or gpu profile, e.g. for the production Triton container")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--out", required=True, help="repository folder to write")
 
     p = add("screen", _screen, "score one study date's exams through Triton and write the worklist")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD")

@@ -49,6 +49,9 @@ class RadflowSettings(BaseSettings):
     triton_url: str | None = None
     triton_repo: Path | None = None
     triton_model: str = "mammo_screening"
+    # Which generated configs deploy writes: "cpu" (Python backend running onnxruntime) or
+    # "gpu" (onnxruntime backend with TensorRT, KIND_GPU), see pipelines/serving/repository.py.
+    triton_profile: Literal["cpu", "gpu"] = "cpu"
     triton_python: Path | None = None
     triton_batch_size: int = 16
     # Key for Triton's model-repository API (load, unload, index), sent as the header
@@ -135,7 +138,9 @@ class RadflowSettings(BaseSettings):
 
     @property
     def triton_repository(self) -> Path:
-        return (self.triton_repo or PROJECT_DIR / "serving" / "triton_repo").resolve()
+        # the live repository (deploy rewrites configs, adds version folders) lives in the
+        # state dir; serving/triton_repo holds the reviewed sources it is generated from
+        return (self.triton_repo or self.state / "triton" / "repository").resolve()
 
     @property
     def db_url(self) -> str:

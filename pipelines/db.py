@@ -115,6 +115,21 @@ exam_results = sa.Table(
 )
 
 
+# The shadow model's scores of the same exams: compared with the champion, never on the worklist.
+shadow_results = sa.Table(
+    "shadow_results",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),  # the shadow's version
+    sa.Column("champion_version", sa.String(32), nullable=False),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False),
+    sa.Column("champion_score", sa.Float, nullable=False),
+    sa.Column("champion_flagged", sa.Boolean, nullable=False),
+    sa.Column("screened_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
 @functools.cache
 def engine_for(url: str) -> Engine:
     """A pooled engine for `url`, with the schema created on first use."""

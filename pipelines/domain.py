@@ -150,6 +150,30 @@ class DeployResult(StageResult):
     repository: str
     ready: bool
     smoke_probability: float
+    slot: str = "champion"
+    name: str = "mammo"
+    previous_version: int | None = None  # still on disk, for `radflow deploy --rollback`
+    sha256: str = ""
+    action: str = "deployed"  # deployed | rolled_back
+
+
+@dataclasses.dataclass(frozen=True)
+class UndeployResult(StageResult):
+    slot: str
+    name: str
+    triton_model: str
+    unloaded: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowAgreement:
+    model_version: str
+    exams: int
+    score_correlation: float | None  # Pearson r of exam scores (None under 2 exams or constant)
+    rank_correlation: float | None  # Spearman rho
+    flag_agreement: float | None  # share of exams both models flag or both leave unflagged
+    flagged: int  # exams the shadow would have flagged at its own operating point
+    error: str | None = None  # why the shadow could not be scored (the night still completes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,3 +185,6 @@ class ScreenResult(StageResult):
     model_version: str
     views_scored: int
     quarantined: list[Quarantined]
+    # the shadow model's agreement with the champion on these exams; None when no shadow
+    # is deployed (its scores go to shadow_results, never to the worklist)
+    shadow: ShadowAgreement | None = None

@@ -73,3 +73,7 @@ class PromotionRefused(PermanentError):
 
 class DeploymentFailed(PermanentError):
     """A model version could not be loaded or failed its smoke inference."""
+
+
+class ModelIntegrityError(DeploymentFailed):
+    """A model file's SHA-256 differs from its MLflow registered version: never load it."""

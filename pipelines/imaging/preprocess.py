@@ -4,7 +4,8 @@ Steps: decode (optionally in a child process with a time limit) and block-averag
 working resolution (at least WORK_ROWS rows and twice the output), modality LUT, VOI LUT
 or window, MONOCHROME1 inverted, chest wall to the left, cropped to the breast, scaled
 to [0, 1], resized to the configured size. Ingest looks for burned-in text between the
-display and the crop (`view_pixels`, then `model_input`).
+display and the crop (`view_pixels`, then `model_input`); Triton's ensemble splits at
+the stored pixels (`stored_pixels` on the client, the rest on the server: stored.py).
 """
 
 from __future__ import annotations
@@ -99,8 +100,21 @@ def view_pixels(ds: Dataset, height: int, *, decode_timeout_s: float | None = No
     Raises:
         InvalidStudy: the pixels cannot be decoded (in time) or are not one 2-D frame.
     """
-    raw = decode_reduced(ds, max(WORK_ROWS, 2 * height), decode_timeout_s)
-    return display_pixels(ds, raw)
+    return display_pixels(ds, stored_pixels(ds, height, decode_timeout_s=decode_timeout_s))
+
+
+def stored_pixels(ds: Dataset, height: int, *, decode_timeout_s: float | None = None) -> np.ndarray:
+    """The stored values at working resolution: decoded and block-averaged, before any LUT.
+
+    Args:
+        ds: one MG image.
+        height: rows of the model input (the working image keeps at least twice as many).
+        decode_timeout_s: as in `view_pixels`.
+
+    Raises:
+        InvalidStudy: the pixels cannot be decoded (in time).
+    """
+    return decode_reduced(ds, max(WORK_ROWS, 2 * height), decode_timeout_s)
 
 
 def model_input(display: np.ndarray, mirror: bool, height: int, width: int) -> np.ndarray:

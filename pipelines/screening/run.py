@@ -15,6 +15,7 @@ from pipelines.errors import PermanentError
 from pipelines.ingest import exams
 from pipelines.pacs.client import OrthancClient
 from pipelines.pacs.pseudonyms import pseudonym_for
+from pipelines.screening import shadow
 from pipelines.screening.worklist import WorklistRow, publish
 from pipelines.serving.deployment import current_deployment
 from pipelines.serving.triton_client import TritonClient
@@ -58,16 +59,19 @@ def run(study_date: str) -> ScreenResult:
     images = np.concatenate([v for _, v in found.values()]) if found else np.zeros((0, 1, 1, 1))
     probs = triton.infer(s.triton_model, images, s.triton_batch_size, str(deployed.triton_version)) \
         if len(images) else np.zeros(0)
-    rows, results = [], []
+    rows, results, scores = [], [], []
     for i, (exam_id, (study_id, _)) in enumerate(found.items()):
         view_scores = {v: float(p) for v, p in zip(SCREENING_VIEWS, probs[4 * i:4 * i + 4], strict=True)}
         score = exam_score(view_scores)  # breast = mean of its views, exam = max (as trained)
         flagged = score >= deployed.operating_point
+        scores.append(score)
         results.append({"exam_id": exam_id, "model_version": deployed.model_version,
                         "study_date": study_date, "score": score, "flagged": flagged,
                         "views_scored": 4, "view_scores": view_scores})
         rows.append(WorklistRow(exam_id, score, flagged, view_scores,
                                 f"{client.url}/app/explorer.html#study?uuid={study_id}"))
+    agreement = shadow.score(triton, s.triton_batch_size, images, list(found), study_date, deployed,
+                             np.array(scores, dtype=np.float64))
     with db.get_engine().begin() as conn:
         db.upsert(conn, db.exam_results, results, keys=["exam_id", "model_version"])
     path = publish(s.worklists_dir, study_date, deployed.model_version, rows)
@@ -75,4 +79,4 @@ def run(study_date: str) -> ScreenResult:
              sum(r.flagged for r in rows), len(held), time.monotonic() - started)
     return ScreenResult(date=study_date, exams=len(rows), flagged=sum(r.flagged for r in rows),
                         worklist=str(path), model_version=deployed.model_version,
-                        views_scored=int(len(probs)), quarantined=held)
+                        views_scored=int(len(probs)), quarantined=held, shadow=agreement)

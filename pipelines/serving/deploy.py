@@ -1,8 +1,13 @@
-"""`radflow deploy`: the champion, exported to ONNX, loaded into the running Triton.
+"""`radflow deploy`: a registered version served by Triton without a moment of doubt.
 
-The version folder is staged and published by one rename; Triton loads it through
-explicit model control; readiness and a smoke inference against onnxruntime's answer on
-the same input are checked before the deployment is recorded.
+A deploy (1) downloads the version's ONNX file from MLflow and checks its SHA-256 against
+the registered one, (2) publishes `<repo>/<model>/<version>/` by one rename, (3) checks
+every file Triton is about to load against MLflow again, (4) loads the new version
+BESIDE the one serving (version policy: both), (5) waits for readiness and checks a
+smoke inference against onnxruntime's answer on the same input, and only then (6)
+switches the version policy to the new version, which unloads the old one. The old
+version's folder stays for `radflow deploy --rollback`; older ones are deleted. A failed
+step leaves the old version serving. `mlflow deployments -t triton` runs the same code.
 """
 
 from __future__ import annotations
@@ -17,17 +22,27 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.config import PROJECT_DIR, get_settings
-from pipelines.domain import DeployResult
-from pipelines.errors import DeploymentFailed
-from pipelines.registry.client import mlflow_client, require_version
-from pipelines.serving.deployment import Deployment, record
-from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR, sha256
+from pipelines.config import get_settings
+from pipelines.domain import DeployResult, UndeployResult
+from pipelines.errors import DeploymentFailed, PermanentError
+from pipelines.registry.client import mlflow_client, model_uri
+from pipelines.serving import integrity, repository
+from pipelines.serving.deployment import (
+    DEFAULT_NAMES,
+    Deployment,
+    check_slot,
+    find,
+    record,
+    remove,
+    triton_name,
+)
+from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR, OUTPUTS
 from pipelines.serving.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
-REVIEWED = PROJECT_DIR / "serving" / "triton_repo"
+REVIEWED = repository.REVIEWED
 SMOKE_TOLERANCE = 1e-4
+READY_TIMEOUT_S = 120
 
 
 def smoke_input(height: int, width: int) -> np.ndarray:
@@ -36,16 +51,17 @@ def smoke_input(height: int, width: int) -> np.ndarray:
 
 
 def write_version(repo: Path, triton_model: str, version: int, onnx_file: Path) -> Path:
-    """Publish `<repo>/<model>/<version>/` (model.onnx + the reviewed model.py) by rename."""
+    """Publish `<repo>/<model>/<version>/` (model.onnx + the reviewed model.py) by rename;
+    writes the model's CPU config when the folder has none yet."""
     model_dir = repo / triton_model
     model_dir.mkdir(parents=True, exist_ok=True)
-    reviewed = REVIEWED / triton_model
-    if model_dir.resolve() != reviewed.resolve():
-        shutil.copy2(reviewed / "config.pbtxt", model_dir / "config.pbtxt")
+    if not (model_dir / "config.pbtxt").exists():
+        config = repository.classifier(triton_model, get_settings().triton_profile)
+        repository.write_config(model_dir, repository.render(config))
     staging = model_dir / f".staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     shutil.copy2(onnx_file, staging / "model.onnx")
-    shutil.copy2(reviewed / "model.py", staging / "model.py")
+    shutil.copy2(REVIEWED / get_settings().triton_model / "model.py", staging / "model.py")
     final = model_dir / str(version)
     if final.exists():
         shutil.rmtree(final)
@@ -57,7 +73,7 @@ def fetch_onnx(run_id: str, expected_sha: str, dest: Path) -> Path:
     """Download the version's ONNX file from MLflow and check it is the registered one.
 
     Raises:
-        DeploymentFailed: the file is missing or its SHA-256 differs from the version's tag.
+        DeploymentFailed: the file is missing; ModelIntegrityError: its SHA-256 differs.
     """
     import mlflow.artifacts
 
@@ -67,49 +83,200 @@ def fetch_onnx(run_id: str, expected_sha: str, dest: Path) -> Path:
             run_id=run_id, artifact_path=f"{ONNX_ARTIFACT_DIR}/model.onnx", dst_path=str(dest)))
     except Exception as exc:
         raise DeploymentFailed(f"run {run_id} has no {ONNX_ARTIFACT_DIR}/model.onnx: {exc}") from exc
-    actual = sha256(local)
-    if not expected_sha or actual != expected_sha:
-        raise DeploymentFailed(f"model file of run {run_id} has SHA-256 {actual[:12]}..., "
-                               f"the registered version says {expected_sha[:12] or 'nothing'}...; "
-                               "refusing to deploy")
+    integrity.verify(local, f"run {run_id}", "download", expected_sha)
     return local
 
 
-def run(alias: str = "champion") -> DeployResult:
-    """Deploy the version holding `alias` to Triton and check it answers correctly."""
+def _wait_ready(triton: TritonClient, model: str, version: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not triton.model_ready(model, str(version)):
+        if time.monotonic() > deadline:
+            raise DeploymentFailed(f"{model} version {version} not ready after {READY_TIMEOUT_S} s")
+        time.sleep(0.3)
+
+
+def smoke_check(triton: TritonClient, model: str, version: int, onnx_file: Path) -> float:
+    """Serve the fixed input through `model` `version`; returns its first probability.
+
+    Raises:
+        DeploymentFailed: an output differs from onnxruntime's in-process answer on the same file.
+    """
     import onnxruntime as ort
 
     s = get_settings()
-    client = mlflow_client()
-    mv = require_version(client, s.registered_model, alias)
-    tags = dict(mv.tags or {})
-    work = s.state / "serving" / "downloads" / f"{s.registered_model}-{mv.version}-{uuid.uuid4().hex[:6]}"
-    onnx_file = fetch_onnx(str(mv.run_id), tags.get("onnx_sha256", ""), work)
     example = smoke_input(s.image_height, s.image_width)
-    version = int(mv.version)
-    folder = write_version(s.triton_repository, s.triton_model, version, onnx_file)
+    try:
+        want = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(
+            list(OUTPUTS), {"image": example})
+        got = triton.infer_outputs(model, example, s.triton_batch_size, str(version))
+    except Exception as exc:  # a model that cannot answer the configured input is never switched to
+        raise DeploymentFailed(f"{model} v{version} failed its smoke inference on input "
+                               f"{list(example.shape)}: {exc}; not switched") from exc
+    for name, expected in zip(OUTPUTS, want, strict=True):
+        diff = float(np.abs(got[name] - expected).max())
+        if diff > SMOKE_TOLERANCE:
+            raise DeploymentFailed(f"{model} v{version} answered a {name} {diff:.2e} away from "
+                                   f"onnxruntime on the same file (> {SMOKE_TOLERANCE:.0e}); not switched")
+    return float(got["probability"][0, 0])
+
+
+def _set_policy(triton: TritonClient, model: str, versions: list[int]) -> None:
+    """Write the served versions into the model's config and (re)load it."""
+    folder = get_settings().triton_repository / model
+    repository.write_config(folder, repository.render(
+        repository.classifier(model, get_settings().triton_profile, versions)))
+    triton.load(model)
+
+
+def switch(triton: TritonClient, model: str, new: int, new_sha: str, old: int | None,
+           old_sha: str, model_name: str, keep: int | None) -> float:
+    """Load `new` beside `old`, check it, then serve `new` alone. Returns the smoke probability.
+
+    Version folders other than `new`, `old` and `keep` (the rollback target) are deleted.
+
+    Raises:
+        ModelIntegrityError: a file differs from its registered SHA-256 (nothing loaded).
+        DeploymentFailed: the new version did not become ready or answered wrongly; the old
+            version (if any) is serving alone again.
+    """
+    repo = get_settings().triton_repository / model
+    integrity.verify(repo / str(new) / "model.onnx", model_name, new, new_sha)
+    if old is not None:
+        integrity.verify(repo / str(old) / "model.onnx", model_name, old, old_sha)
+    both = [new] if old is None else [old, new]
+    try:
+        _set_policy(triton, model, both)
+        _wait_ready(triton, model, new)
+        smoke = smoke_check(triton, model, new, repo / str(new) / "model.onnx")
+    except Exception:
+        if old is not None:
+            _set_policy(triton, model, [old])  # the approved version keeps serving
+        else:
+            triton.unload(model)
+        raise
+    _set_policy(triton, model, [new])  # Triton unloads every version the policy leaves out
+    for folder in repo.iterdir():
+        if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in (*both, keep):
+            shutil.rmtree(folder)
+    return smoke
+
+
+def _result(dep: Deployment, smoke: float, action: str) -> DeployResult:
+    return DeployResult(model_name=dep.model_name, version=dep.model_version, triton_model=dep.triton_model,
+                        triton_version=dep.triton_version, repository=str(get_settings().triton_repository),
+                        ready=True, smoke_probability=round(smoke, 6), slot=dep.slot, name=dep.name,
+                        previous_version=dep.previous_version, sha256=dep.sha256, action=action)
+
+
+def deploy(uri: str | None = None, slot: str = "champion", name: str | None = None) -> DeployResult:
+    """Serve the registered version `uri` names in `slot` (default: the champion alias for
+    the champion slot, the challenger for the shadow slot)."""
+    s = get_settings()
+    slot_ = check_slot(slot)
+    uri = uri or model_uri(s.registered_model, "champion" if slot_ == "champion" else "challenger")
+    client = mlflow_client()
+    mv = integrity.resolve(client, uri)
+    expected, version, model = integrity.registered_sha(mv), int(mv.version), triton_name(slot_)
+    current = find(slot_)
+    folder = s.triton_repository / model / str(version)
+    if not (folder / "model.onnx").exists() or integrity.sha256(folder / "model.onnx") != expected:
+        work = s.state / "serving" / "downloads" / f"{model}-{version}-{uuid.uuid4().hex[:6]}"
+        try:
+            write_version(s.triton_repository, model, version, fetch_onnx(str(mv.run_id), expected, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    # the version serving now is loaded beside the new one; after the switch it is the
+    # rollback target (a redeploy of the serving version keeps the earlier target)
+    old = current.triton_version if current and current.triton_version != version else None
+    if current is None:
+        keep, keep_sha = None, ""
+    elif old is None:
+        keep, keep_sha = current.previous_version, current.previous_sha256
+    else:
+        keep, keep_sha = old, current.sha256
     triton = TritonClient(s)
-    triton.load(s.triton_model)
-    deadline = time.monotonic() + 60
-    while not triton.model_ready(s.triton_model, str(version)):
-        if time.monotonic() > deadline:
-            raise DeploymentFailed(f"{s.triton_model} version {version} not ready after 60 s")
-        time.sleep(0.5)
-    expected = ort.InferenceSession(str(folder / "model.onnx")).run(None, {"image": example})[0]
-    served = triton.infer(s.triton_model, example, s.triton_batch_size, str(version))
-    diff = float(np.abs(served - expected.reshape(-1)).max())
-    if diff > SMOKE_TOLERANCE:
-        raise DeploymentFailed(f"{s.triton_model} v{version} answered {served.tolist()}, "
-                               f"expected {expected.reshape(-1).tolist()} (diff {diff:.2e})")
-    shutil.rmtree(work, ignore_errors=True)
-    record(Deployment(
-        model_name=s.registered_model, model_version=str(mv.version), triton_model=s.triton_model,
-        triton_version=version, operating_point=float(tags.get("operating_point", 0.5)),
-        sha256=sha256(folder / "model.onnx"),
-        deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    ))
-    log.info("deploy: %s v%s serving as %s/%d", s.registered_model, mv.version, s.triton_model, version)
-    return DeployResult(model_name=s.registered_model, version=str(mv.version),
-                        triton_model=s.triton_model, triton_version=version,
-                        repository=str(s.triton_repository), ready=True,
-                        smoke_probability=round(float(served[0]), 6))
+    smoke = switch(triton, model, version, expected, old, keep_sha if old is not None else "",
+                   mv.name, keep)
+    dep = Deployment(
+        model_name=mv.name, model_version=str(version), triton_model=model, triton_version=version,
+        operating_point=float((mv.tags or {}).get("operating_point", 0.5)), sha256=expected,
+        deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), slot=slot_,
+        name=name or (current.name if current else DEFAULT_NAMES[slot_]), previous_version=keep,
+        previous_sha256=keep_sha)
+    record(dep)
+    log.info("deploy: %s v%d serving as %s (slot %s, previous %s)", mv.name, version, model, slot_, keep)
+    if slot_ == "champion":
+        load_ensemble(triton, version)
+    return _result(dep, smoke, "deployed")
+
+
+def rollback(slot: str = "champion") -> DeployResult:
+    """Serve the slot's previous version again (its folder is still there), verified first.
+
+    Raises:
+        DeploymentFailed: nothing deployed, or no previous version to return to.
+        ModelIntegrityError: the previous version's file is not its registered one.
+    """
+    slot_ = check_slot(slot)
+    current = find(slot_)
+    if current is None or current.previous_version is None:
+        raise DeploymentFailed(f"nothing to roll back to in slot {slot_}: "
+                               + ("nothing is deployed" if current is None else
+                                  f"version {current.triton_version} has no previous version on disk"))
+    client = mlflow_client()
+    prev = current.previous_version
+    mv = client.get_model_version(current.model_name, str(prev))
+    expected = integrity.registered_sha(mv)
+    triton = TritonClient(get_settings())
+    smoke = switch(triton, current.triton_model, prev, expected, current.triton_version,
+                   current.sha256, current.model_name, current.triton_version)
+    dep = Deployment(
+        model_name=current.model_name, model_version=str(prev), triton_model=current.triton_model,
+        triton_version=prev, operating_point=float((mv.tags or {}).get("operating_point", 0.5)),
+        sha256=expected, deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        slot=slot_, name=current.name, previous_version=current.triton_version,
+        previous_sha256=current.sha256)
+    record(dep)
+    log.info("rollback: %s serves version %d again (was %d)", dep.triton_model, prev, current.triton_version)
+    return _result(dep, smoke, "rolled_back")
+
+
+def load_ensemble(triton: TritonClient, version: int) -> None:
+    """(Re)write and load the preprocessing model and the ensemble over the champion.
+
+    Raises:
+        DeploymentFailed: they did not load; the classifier `version` is serving regardless.
+    """
+    s = get_settings()
+    name = repository.ensemble_name(s.triton_model)
+    try:
+        repository.write_static(s.triton_repository, s.triton_model, s.triton_profile,
+                                s.image_height, s.image_width)
+        triton.load(name)
+    except Exception as exc:
+        raise DeploymentFailed(f"{s.triton_model} v{version} is serving, but {name} (preprocessing "
+                               f"on stored pixels) did not load: {exc}") from exc
+
+
+def undeploy(slot: str) -> UndeployResult:
+    """Stop serving a slot: unload its Triton models and delete their files and record."""
+    s = get_settings()
+    slot_ = check_slot(slot)
+    current = find(slot_)
+    if current is None:
+        raise PermanentError(f"nothing is deployed in slot {slot_}")
+    triton = TritonClient(s)
+    models = [current.triton_model]
+    if slot_ == "champion":
+        models = [repository.ensemble_name(s.triton_model), repository.PREPROCESSING, *models]
+    for m in models:
+        triton.unload(m)
+    shutil.rmtree(s.triton_repository / current.triton_model, ignore_errors=True)
+    remove(slot_)
+    log.info("undeploy: slot %s (%s) no longer served", slot_, current.triton_model)
+    return UndeployResult(slot=slot_, name=current.name, triton_model=current.triton_model, unloaded=models)
+
+
+def run(alias: str = "champion") -> DeployResult:
+    """The deploy DAG's and `radflow deploy`'s entry: serve the version holding `alias`."""
+    return deploy(model_uri(get_settings().registered_model, alias), "champion")

@@ -1,4 +1,9 @@
-"""What is deployed: a small record under the state dir, read by screening."""
+"""What is deployed, per slot: a small JSON record under the state dir.
+
+Two slots: `champion` (Triton model `<triton_model>`, read by screening) and `shadow`
+(`<triton_model>_shadow`, scored beside the champion, never on the worklist). The record
+names the served version and the previous one, which stays on disk for rollback.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,15 @@ import dataclasses
 import json
 import os
 import uuid
+from pathlib import Path
+from typing import Literal
 
 from pipelines.config import get_settings
 from pipelines.errors import PermanentError
+
+Slot = Literal["champion", "shadow"]
+SLOTS: tuple[Slot, ...] = ("champion", "shadow")
+DEFAULT_NAMES: dict[Slot, str] = {"champion": "mammo", "shadow": "mammo-shadow"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,25 +31,60 @@ class Deployment:
     operating_point: float
     sha256: str
     deployed_at: str
+    slot: Slot = "champion"
+    name: str = "mammo"  # the deployment's name in `mlflow deployments`
+    previous_version: int | None = None  # kept loaded-able on disk for rollback
+    previous_sha256: str = ""
 
 
-def _path() -> os.PathLike[str]:
-    s = get_settings()
-    return s.state / "serving" / f"{s.triton_model}.json"
+def triton_name(slot: Slot) -> str:
+    """The Triton model serving a slot."""
+    base = get_settings().triton_model
+    return base if slot == "champion" else f"{base}_shadow"
+
+
+def check_slot(slot: str) -> Slot:
+    if slot not in SLOTS:
+        raise PermanentError(f"unknown deployment slot {slot!r}: expected one of {', '.join(SLOTS)}")
+    return slot  # type: ignore[return-value]
+
+
+def _path(slot: Slot) -> Path:
+    return get_settings().state / "serving" / f"{triton_name(slot)}.json"
 
 
 def record(dep: Deployment) -> None:
-    path = get_settings().state / "serving" / f"{dep.triton_model}.json"
+    """Write the slot's record in one rename."""
+    path = _path(dep.slot)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.json")
     tmp.write_text(json.dumps(dataclasses.asdict(dep), indent=2))
     os.replace(tmp, path)
 
 
+def remove(slot: Slot) -> None:
+    _path(slot).unlink(missing_ok=True)
+
+
+def find(slot: Slot) -> Deployment | None:
+    """The slot's deployment, or None when nothing is deployed there."""
+    path = _path(slot)
+    if not path.exists():
+        return None
+    return Deployment(**json.loads(path.read_text()))
+
+
+def all_deployments() -> list[Deployment]:
+    return [d for slot in SLOTS if (d := find(slot)) is not None]
+
+
+def by_name(name: str) -> Deployment | None:
+    return next((d for d in all_deployments() if d.name == name), None)
+
+
 def current_deployment() -> Deployment:
     """The deployed champion; PermanentError when nothing was deployed yet."""
-    path = _path()
-    if not os.path.exists(path):
+    found = find("champion")
+    if found is None:
         raise PermanentError("no model is deployed to Triton yet: run `radflow deploy`")
-    with open(path) as fh:
-        return Deployment(**json.load(fh))
+    return found

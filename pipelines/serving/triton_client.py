@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import tritonclient.http as httpclient
 
 INPUT, OUTPUT = "image", "probability"
+OUTPUTS = ("probability", "heatmap")
 
 
 class TritonClient:
@@ -60,20 +61,32 @@ class TritonClient:
 
     def infer(self, model: str, images: np.ndarray, batch_size: int, version: str = "") -> np.ndarray:
         """Probabilities of images [N, 1, H, W], sent in batches of `batch_size`."""
-        out = []
+        return self.infer_outputs(model, images, batch_size, version, (OUTPUT,))[OUTPUT].reshape(-1)
+
+    def infer_outputs(self, model: str, images: np.ndarray, batch_size: int, version: str = "",
+                      outputs: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
+        """The named outputs of images [N, 1, H, W] (first axis N), in batches of `batch_size`."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
         for i in range(0, len(images), batch_size):
             batch = np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)
             inp = self._http.InferInput(INPUT, list(batch.shape), "FP32")
             inp.set_data_from_numpy(batch, binary_data=True)
-            want = [self._http.InferRequestedOutput(OUTPUT, binary_data=True)]
+            want = [self._http.InferRequestedOutput(name, binary_data=True) for name in outputs]
             res = self._call(f"infer on {model}", self._client.infer, model, [inp],
                              model_version=version, outputs=want)
-            probs = res.as_numpy(OUTPUT)
-            if probs is None or probs.shape[0] != len(batch):
-                raise TritonUnavailable(f"Triton model {model} returned a malformed output: "
-                                        f"{None if probs is None else probs.shape}")
-            out.append(probs.reshape(len(batch)))
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+            for name in outputs:
+                value = res.as_numpy(name)
+                if value is None or value.shape[0] != len(batch):
+                    raise TritonUnavailable(f"Triton model {model} returned a malformed {name}: "
+                                            f"{None if value is None else value.shape}")
+                parts[name].append(value)
+        return {name: np.concatenate(v) if v else np.zeros((0, 1), np.float32) for name, v in parts.items()}
+
+    def ready_versions(self, model: str) -> list[str]:
+        """The versions of `model` Triton reports READY in its repository index."""
+        index = self._call("repository index", self._client.get_model_repository_index, headers=self._admin)
+        return sorted(str(m.get("version", "")) for m in index
+                      if m.get("name") == model and m.get("state") == "READY")
 
     def close(self) -> None:
         self._client.close()

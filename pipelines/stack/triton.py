@@ -2,7 +2,9 @@
 
 Triton runs from its own environment (`.venv-triton`, numpy < 2): with numpy 2 the
 Python-backend stub returns broken output tensors. The stub runs model.py with the first
-`python3` on PATH, so that environment's bin/ goes first on PATH.
+`python3` on PATH, so that environment's bin/ goes first on PATH, in an isolated
+interpreter that ignores PYTHONPATH: `pipelines` (whose preprocessing the
+mammo_preprocessing model imports) is installed into that environment by `make bootstrap`.
 
 The model-repository API (load, unload, index) answers only requests that carry the
 header TRITON_ADMIN_HEADER with the admin key (from RADFLOW_TRITON_ADMIN_KEY, else
@@ -35,10 +37,16 @@ def triton_python(settings: RadflowSettings) -> Path:
 
 
 def site_packages(python: Path) -> Path:
+    """Its site-packages; StackError when it cannot import what the model.py files import."""
     out = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, timeout=60,
+        [str(python), "-I", "-c", "import numpy, onnxruntime, pipelines.imaging.stored, sysconfig; "
+                                  "print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, timeout=60,
     )
+    if out.returncode != 0:
+        raise StackError(f"Triton's environment {python} cannot import what the served models need "
+                         f"({out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'no output'}): "
+                         "run `make bootstrap`")
     return Path(out.stdout.strip())
 
 

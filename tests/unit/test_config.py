@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from pipelines import db
-from pipelines.config import PROJECT_DIR, RadflowSettings, get_settings, reset_settings
+from pipelines.config import RadflowSettings, get_settings, reset_settings
 
 
 @pytest.fixture
@@ -30,7 +30,8 @@ def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (s.orthanc_dicom_host, s.orthanc_dicom_port, s.orthanc_aet) == ("127.0.0.1", 4242, "ORTHANC")
     assert s.mlflow_uri == "http://127.0.0.1:5000"
     assert (s.triton_http_url, s.triton_grpc_url) == ("127.0.0.1:8000", "127.0.0.1:8001")
-    assert s.triton_repository == PROJECT_DIR / "serving" / "triton_repo"
+    assert s.triton_repository == tmp_path / ".radflow" / "triton" / "repository"
+    assert s.triton_profile == "cpu"
     assert (s.image_height, s.image_width) == (128, 96)
     assert s.hospital_timezone == "UTC"
     assert s.registered_model == "mammo-screening"

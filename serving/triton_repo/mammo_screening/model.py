@@ -37,7 +37,7 @@ class TritonPythonModel:
                     raise ValueError(f"expected image [N, 1, H, W], got {list(image.shape)}")
                 results = self.session.run(self.output_names, {self.input_name: image})
                 outputs = [pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=np.float32))
-                           for name, value in zip(self.output_names, results)]
+                           for name, value in zip(self.output_names, results, strict=True)]
                 responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except Exception as exc:
                 responses.append(pb_utils.InferenceResponse(
