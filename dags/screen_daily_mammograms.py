@@ -1,13 +1,22 @@
 """
 ### Screen yesterday's mammograms
 
-Every night at 02:00 in the hospital's time zone (RADFLOW_HOSPITAL_TIMEZONE): the
-previous day's MG exams (study date = logical date - 1 day in that time zone, or the
-`study_date` param) are pulled from Orthanc, scored by the champion on Triton, stored in
-the results database, and published as the morning worklist, sorted by suspicion.
+Every night (RADFLOW_SCREENING_SCHEDULE, default 02:00 in RADFLOW_HOSPITAL_TIMEZONE) the
+previous day's exams of the screening task (param `task`, default `mammo`: MG, 4 views)
+are pulled from Orthanc (study date = logical date - 1 day in that time zone, or the
+`study_date` param), checked for completeness, image-QC'd, scored by the champion on
+Triton in batches (and by the shadow model when one is deployed), aggregated per exam with
+QC-flagged views discounted, given a suspicion 1-10 (validation deciles) and flagged by the
+operating point or the daily reading capacity (RADFLOW_SCREENING_CAPACITY). Results go to
+the database, a DICOM SR and heatmap secondary captures into each study in the PACS, the
+night's worklist page (and CSV/JSON); then `notify_reading_room` (retried on its own, so a
+mail server hiccup never reruns the night) posts the flagged exams to the webhook
+(RADFLOW_NOTIFY_WEBHOOK_URL) and/or e-mails them (RADFLOW_NOTIFY_EMAIL_TO, Airflow SMTP
+connection RADFLOW_NOTIFY_SMTP_CONN_ID).
 
-Failures: Orthanc or Triton down is retried; nothing is half-written (results are one
-transaction, the worklist one rename).
+Missed nights are caught up one at a time from RADFLOW_SCREENING_START_DATE (one active run).
+Failures: Orthanc or Triton down is retried; nothing is written before every view is
+scored, and every write is keyed, so a retry or rerun replaces and never duplicates.
 """
 
 from __future__ import annotations
@@ -15,18 +24,21 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from pipelines.orchestration.tasks import hospital_timezone
+from pipelines.orchestration.tasks import hospital_timezone, screening_schedule
+
+SCHEDULE, START = screening_schedule()
 
 
 @dag(
     dag_id="screen_daily_mammograms",
-    schedule="0 2 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz=hospital_timezone()),  # 02:00 local time
-    catchup=False,
+    schedule=SCHEDULE,
+    start_date=pendulum.parse(START, tz=hospital_timezone()),  # the cron runs in local time
+    catchup=True,  # missed nights run in order, one at a time
     max_active_runs=1,
     default_args={"owner": "radiology-it", "retries": 2, "retry_delay": pendulum.duration(minutes=10)},
     tags=["radflow", "mammo", "screening"],
-    params={"study_date": Param("", type="string", description="YYYY-MM-DD; empty = previous day")},
+    params={"study_date": Param("", type="string", description="YYYY-MM-DD; empty = previous day"),
+            "task": Param("mammo", type="string", description="screening task (tasks.yaml)")},
     doc_md=__doc__,
 )
 def screen_daily_mammograms() -> None:
@@ -42,9 +54,16 @@ def screen_daily_mammograms() -> None:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.screening import run
 
-        return call_stage(run.run, study_date=study_date)
+        return call_stage(run.run, study_date=study_date, task=get_current_context()["params"]["task"],
+                          notify=False)
 
-    screen_exams(pick_study_date())
+    @task
+    def notify_reading_room(screen: dict) -> dict:
+        from pipelines.orchestration.notify import notify_night
+
+        return notify_night(screen["worklist"])
+
+    notify_reading_room(screen_exams(pick_study_date()))
 
 
 screen_daily_mammograms()

@@ -37,7 +37,7 @@ def _synth(args: argparse.Namespace) -> Any:
         exams=args.exams, study_date=args.date, site=args.site, seed=args.seed,
         push=not args.no_push, out_dir=Path(args.out) if args.out else None,
         positive_rate=args.positive_rate, scale=args.scale,
-        burned_in_text_rate=args.burned_in_text_rate,
+        burned_in_text_rate=args.burned_in_text_rate, artifact_rate=args.artifact_rate,
     )
 
 
@@ -90,16 +90,17 @@ def _rollback(args: argparse.Namespace) -> Any:
 
 
 def _deploy(args: argparse.Namespace) -> Any:
-    from pipelines.config import get_settings
     from pipelines.registry.client import model_uri
+    from pipelines.screening.tasks import get_task
     from pipelines.serving import deploy
 
     if args.rollback:
-        return deploy.rollback(slot=args.slot)
+        return deploy.rollback(slot=args.slot, task=args.task)
     if args.undeploy:
-        return deploy.undeploy(slot=args.slot)
-    uri = args.model_uri or (model_uri(get_settings().registered_model, args.alias) if args.alias else None)
-    return deploy.deploy(uri, slot=args.slot)
+        return deploy.undeploy(slot=args.slot, task=args.task)
+    uri = args.model_uri or (model_uri(get_task(args.task).registered_model, args.alias)
+                             if args.alias else None)
+    return deploy.deploy(uri, slot=args.slot, task=args.task)
 
 
 def _serving_repo(args: argparse.Namespace) -> Any:
@@ -116,7 +117,24 @@ def _serving_repo(args: argparse.Namespace) -> Any:
 def _screen(args: argparse.Namespace) -> Any:
     from pipelines.screening import run
 
-    return run.run(study_date=args.date)
+    return run.run(study_date=args.date, task=args.task)
+
+
+def _db(args: argparse.Namespace) -> Any:
+    from pipelines import db
+    from pipelines.config import get_settings
+
+    url = get_settings().db_url
+    revision = db.migrate(url) if args.action == "upgrade" else db.current_revision(url)
+    head = db.head_revision()
+    return {"action": args.action, "revision": revision, "head": head,
+            "up_to_date": revision == head, "database_url": db.redacted_url(url)}
+
+
+def _synth_chest(args: argparse.Namespace) -> Any:
+    from pipelines.synth import chest
+
+    return chest.push(args.exams, args.date, args.seed, args.size)
 
 
 def _demo(args: argparse.Namespace) -> Any:
@@ -155,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-push", action="store_true", help="do not send to Orthanc")
     p.add_argument("--burned-in-text-rate", type=float, default=0.0,
                    help="share of exams with the patient's name and id burned into one view")
+    p.add_argument("--artifact-rate", type=float, default=0.0,
+                   help="share of exams with one image artifact (foreign object, motion blur, grid "
+                        "lines, clipped exposure, missing pectoral muscle) in one view")
 
     p = add("ingest", _ingest, "ingest studies new since the last Orthanc /changes watermark")
     p.add_argument("--limit", type=int, default=None, help="at most this many studies")
@@ -214,14 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="serve the slot's previous version again (verified, no download)")
     which.add_argument("--undeploy", action="store_true", help="stop serving the slot and unload it")
+    p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
 
     p = add("serving-repo", _serving_repo, "generate a Triton model repository (configs and "
             "adapters) for the cpu or gpu profile, e.g. for the production Triton container")
     p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--out", required=True, help="repository folder to write")
 
-    p = add("screen", _screen, "score one study date's exams through Triton and write the worklist")
+    p = add("screen", _screen, "screen one study date's exams: QC, Triton, results, PACS write-back, "
+            "worklist, notification")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
+    p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
+
+    p = add("synth-chest", _synth_chest, "synthetic chest radiographs (DX, PA) into Orthanc, for the "
+            "cxr-nodule screening task")
+    p.add_argument("--exams", type=int, default=10)
+    p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--size", type=int, default=512, help="rows and columns")
+
+    p = add("db", _db, "migrate the results database to the newest schema, or show its revision")
+    p.add_argument("action", choices=["upgrade", "current"])
 
     p = add("demo", _demo, "the whole nightly loop on synthetic data, end to end")
     p.add_argument("--exams", type=int, default=200, help="exams in all, over --days study dates")

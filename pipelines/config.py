@@ -85,6 +85,22 @@ class RadflowSettings(BaseSettings):
 
     # Screening
     hospital_timezone: str = "UTC"
+
+    # Nightly screening
+    screening_schedule: str = "0 2 * * *"  # cron, in hospital_timezone
+    # Catch-up: the scheduler runs every missed night since this date (one at a time); set it
+    # to the go-live date. Nights before it cannot be run by the DAG (Airflow skips tasks
+    # before a DAG's start date); `radflow screen --date` runs any night.
+    screening_start_date: str = "2026-01-01"
+    screening_tasks_file: Path | None = None  # default: pipelines/screening/tasks.yaml
+    # Flag the k highest exam scores of a night instead of the operating point.
+    screening_capacity: int | None = None
+    # Notification of a published night (pipelines/screening/notify.py, orchestration/notify.py)
+    notify_webhook_url: SecretStr | None = None  # POST JSON here; may embed a token, so secret
+    notify_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    notify_email_to: str = ""  # comma-separated recipients; empty = no e-mail
+    notify_smtp_conn_id: str = "smtp_default"  # Airflow connection of the mail server
+    notify_worklist_base_url: str | None = None  # where worklists_dir is served; None = file paths
     download_workers: int = 4
     ingest_workers: int = 2  # processes that download, decode and preprocess studies
 

@@ -2,12 +2,16 @@
 
 One SQLAlchemy Core schema serves PostgreSQL (production, CI) and a SQLite file (the
 embedded default). Writes are upserts keyed by natural keys so that a retry adds nothing.
+The tables here are the models; the schema itself is made by the Alembic revisions in
+pipelines/migrations (a change here needs a new revision, and a test checks they agree).
+Every engine brings its database to the head revision on first use.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -112,6 +116,12 @@ exam_results = sa.Table(
     sa.Column("views_scored", sa.Integer, nullable=False),
     sa.Column("view_scores", sa.JSON, nullable=False),
     sa.Column("screened_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("task", sa.String(32), nullable=False, server_default="mammo"),
+    sa.Column("suspicion", sa.Integer, nullable=True),  # 1-10, calibrated on validation
+    sa.Column("flag_reason", sa.String(32), nullable=True),  # why flagged: operating point | capacity
+    sa.Column("views_discounted", sa.Integer, nullable=False, server_default="0"),  # by image QC
+    sa.Column("run_id", sa.String(96), nullable=True),  # screening_runs.run_id
+    sa.Column("device", sa.String(128), nullable=True),
 )
 
 
@@ -130,14 +140,127 @@ shadow_results = sa.Table(
     sa.Column("screened_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+# One night of one screening task with one model: "<task>/<study_date>/<model_version>".
+screening_runs = sa.Table(
+    "screening_runs",
+    metadata,
+    sa.Column("run_id", sa.String(96), primary_key=True),
+    sa.Column("task", sa.String(32), nullable=False),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("shadow_version", sa.String(32), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running | complete | failed
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("exams", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Integer, nullable=False),
+    sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("views_discounted", sa.Integer, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=True),  # daily reading capacity (top k), if set
+    sa.Column("stage_seconds", sa.JSON, nullable=False),
+    sa.Column("worklist", sa.String(512), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+# Each view's score; a view discounted by image QC carries the reason.
+view_results = sa.Table(
+    "view_results",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("view", sa.String(8), primary_key=True),
+    sa.Column("task", sa.String(32), nullable=False),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("discounted", sa.Boolean, nullable=False),
+    sa.Column("qc_reason", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String(96), nullable=False),
+)
+
+# Image-quality problems found per view (domain.QC_CODES), independent of the model.
+qc_flags = sa.Table(
+    "qc_flags",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("view", sa.String(8), primary_key=True),
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("run_id", sa.String(96), nullable=True),
+)
+
+# Artifact rates per device and night, every QC code (zeros included).
+qc_device_rates = sa.Table(
+    "qc_device_rates",
+    metadata,
+    sa.Column("study_date", sa.String(10), primary_key=True),
+    sa.Column("device", sa.String(128), primary_key=True),
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("views", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Integer, nullable=False),
+    sa.Column("rate", sa.Float, nullable=False),
+)
+
+
 @functools.cache
 def engine_for(url: str) -> Engine:
-    """A pooled engine for `url`, with the schema created on first use."""
+    """A pooled engine for `url`, its database migrated to the head revision on first use.
+
+    Raises:
+        LockHeld: another process kept the migration lock too long (retry later).
+        SchemaMismatch: the database cannot be migrated by this radflow (see runner).
+    """
+    from pipelines.migrations import runner
+
+    eng = _create_engine(url)
+    try:
+        runner.upgrade(eng)
+    except BaseException:
+        eng.dispose()
+        raise
+    return eng
+
+
+def migrate(url: str) -> str:
+    """Bring the database at `url` to the head revision (idempotent); return the revision."""
+    from pipelines.migrations import runner
+
+    database = sa.make_url(url).database
+    if url.startswith("sqlite") and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    eng = _create_engine(url)
+    try:
+        return runner.upgrade(eng)
+    finally:
+        eng.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """The schema revision of the database at `url`; None if never migrated (no changes made)."""
+    from pipelines.migrations import runner
+
+    eng = _create_engine(url)
+    try:
+        return runner.current_revision(eng)
+    finally:
+        eng.dispose()
+
+
+def head_revision() -> str:
+    """The newest schema revision this radflow ships."""
+    from pipelines.migrations import runner
+
+    return runner.head_revision()
+
+
+def _create_engine(url: str) -> Engine:
     # hide_parameters: a failed statement's message must never quote identifiers (PHI).
     eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if url.startswith("sqlite"):
         _sqlite_wal(eng)
-    metadata.create_all(eng)
     return eng
 
 
@@ -155,8 +278,8 @@ def _sqlite_wal(eng: Engine) -> None:
     @sa.event.listens_for(eng, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait for a writer
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
 

@@ -93,7 +93,7 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
         "test_auc": float(champion.tags.get("test_auc", "nan")),
         "orthanc": stack["services"]["orthanc"]["url"], "mlflow": stack["services"]["mlflow"]["url"],
         "triton": stack["services"]["triton"]["http_url"],
-        "worklist": str(s.worklists_dir / night / "worklist.html"),
+        "worklist": str(s.worklists_dir / "mammo" / night / "index.html"),
         "training_exams": sum(n for _, n in training), "screened_date": night,
         "screened_exams": len({r["exam_id"] for r in rows if r["model_version"] == dep.model_version}),
         "synthesized_tonight": night_exams,

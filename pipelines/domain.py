@@ -188,3 +188,43 @@ class ScreenResult(StageResult):
     # the shadow model's agreement with the champion on these exams; None when no shadow
     # is deployed (its scores go to shadow_results, never to the worklist)
     shadow: ShadowAgreement | None = None
+    task: str = "mammo"
+    run_id: str = ""
+    flag_reason: str = ""  # "operating point" or "reading capacity (top k)"
+    views_discounted: int = 0  # views left out of exam scores for their QC flags
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    write_back: dict[str, int] = dataclasses.field(default_factory=dict)  # SR / SC objects stored, replaced
+    notified: int = 0  # flagged exams the notification listed (0: none configured or none flagged)
+
+
+@dataclasses.dataclass(frozen=True)
+class QcFlag:
+    """One image-quality problem found in a view, with the feature that tripped it.
+
+    `code` is one of QC_CODES; `reason` says what was measured against which limit, in
+    words a radiologist reads on the worklist (never an identifier).
+    """
+
+    code: str
+    reason: str
+    value: float
+
+
+QC_CODES = ("foreign_object", "motion_blur", "grid_lines", "burned_in_text", "clipped_exposure",
+            "missing_pectoral")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewQc:
+    """The QC of one view: its measured features and its flags (empty = clean).
+
+    A flagged view is discounted from the exam score; the reasons travel with the result.
+    """
+
+    view: str
+    features: dict[str, float]
+    flags: tuple[QcFlag, ...] = ()
+
+    @property
+    def discounted(self) -> bool:
+        return bool(self.flags)

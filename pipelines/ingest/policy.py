@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
 NON_IMAGE_MODALITIES = {"SR"}
+# radflow's own results written back into a study (SR, heatmap secondary captures) carry
+# this Manufacturer; they are never inputs of ingest or screening.
+RADFLOW_MANUFACTURER = "radflow"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +105,9 @@ def select(datasets: list[Dataset], label: str, policy: ExamPolicy) -> Selection
     reports: list[Dataset] = []
     skipped: list[str] = []
     for ds in datasets:
-        if str(ds.get("Modality", "")) in NON_IMAGE_MODALITIES:
+        if str(ds.get("Manufacturer", "") or "") == RADFLOW_MANUFACTURER:
+            skipped.append("radflow's own result object")
+        elif str(ds.get("Modality", "")) in NON_IMAGE_MODALITIES:
             reports.append(ds)
         else:
             _sort_image(ds, label, policy, candidates, skipped)

@@ -28,6 +28,14 @@ def hospital_timezone() -> str:
     return get_settings().hospital_timezone
 
 
+def screening_schedule() -> tuple[str, str]:
+    """(cron, first night YYYY-MM-DD) of the nightly screening, from the settings."""
+    from pipelines.config import get_settings
+
+    s = get_settings()
+    return s.screening_schedule, s.screening_start_date
+
+
 def previous_day(logical_date: dt.datetime, override: str | None) -> str:
     """The study date a nightly run screens: the day before its logical date, in the
     hospital's time zone, unless a study_date param overrides it."""

@@ -108,3 +108,23 @@ class OrthancClient:
 
     def upload(self, dicom_bytes: bytes) -> dict[str, Any]:
         return dict(self._call(self._api.post_instances, dicom_bytes))
+
+    def study_series(self, study_id: str) -> list[dict[str, Any]]:
+        """The series of a study: "ID", "MainDicomTags" (SeriesInstanceUID, Modality,
+        Manufacturer, SeriesDescription, ...) and "Instances" (Orthanc ids)."""
+        series = self._call(self._api.get_studies_id_series, study_id, params={"expand": True})
+        return [dict(s) for s in series]
+
+    def series_instances(self, series_id: str) -> list[dict[str, Any]]:
+        """The instances of a series: "ID" and "MainDicomTags" (SOPInstanceUID, ...)."""
+        instances = self._call(self._api.get_series_id_instances, series_id,
+                               params={"expand": True})
+        return [dict(i) for i in instances]
+
+    def delete_series(self, series_id: str) -> None:
+        """Delete a series and its instances (callers check it is theirs first)."""
+        self._call(self._api.delete_series_id, series_id)
+
+    def delete_instance(self, instance_id: str) -> None:
+        """Delete one instance (callers check it is theirs first)."""
+        self._call(self._api.delete_instances_id, instance_id)

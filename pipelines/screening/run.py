@@ -1,82 +1,136 @@
-"""`radflow screen --date D`: the exams of study date D from Orthanc, scored through
-Triton, exam results upserted, worklist published."""
+"""`radflow screen --date D [--task T]`: one night of opportunistic screening.
+
+Stages, each timed (`stage_seconds` in the output and the run record):
+collect (Orthanc: the date's studies of the task's modality, views checked, preprocessed,
+image QC) -> score (Triton, in batches: probability and heatmap per view) -> aggregate
+(QC-flagged views discounted, exam score, suspicion 1-10 on the validation deciles, flag
+by operating point or reading capacity) -> shadow (when deployed) -> store (one database
+transaction) -> write_back (DICOM SR and heatmap secondary captures into each study) ->
+worklist (the night's page, CSV, JSON, the index) -> notify (flagged exams).
+
+Nothing is stored before every view is scored: a night with Triton down fails before its
+first write and its retry starts clean. Every write is keyed (exam, model version; study
+and task in the PACS), so a rerun replaces and never duplicates.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
-from pipelines import db
 from pipelines.config import get_settings
-from pipelines.domain import SCREENING_VIEWS, Quarantined, ScreenResult
-from pipelines.errors import PermanentError
-from pipelines.ingest import exams
+from pipelines.domain import ScreenResult
 from pipelines.pacs.client import OrthancClient
-from pipelines.pacs.pseudonyms import pseudonym_for
-from pipelines.screening import shadow
-from pipelines.screening.worklist import WorklistRow, publish
-from pipelines.serving.deployment import current_deployment
+from pipelines.screening import collect, publish, results, scoring, shadow
+from pipelines.screening.notify import announce
+from pipelines.screening.tasks import ScreeningTask, get_task
+from pipelines.serving.deployment import Deployment, current_deployment, find
 from pipelines.serving.triton_client import TritonClient
-from pipelines.training.aggregate import exam_score
 
 log = logging.getLogger(__name__)
 
 
-Collected = dict[str, tuple[str, np.ndarray]]
+class StageTimer:
+    """Wall-clock seconds per named stage, logged as each one ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        yield
+        self.seconds[name] = round(time.monotonic() - started, 3)
+        log.info("screen: stage %s took %.2f s", name, self.seconds[name])
 
 
-def _collect(client: OrthancClient, study_date: str) -> tuple[Collected, list[Quarantined]]:
-    """{exam pseudonym: (orthanc study id, views [4, 1, H, W])} and the quarantined studies."""
+def view_images(prepared: list[collect.PreparedExam], height: int, width: int) -> np.ndarray:
+    """The model inputs [V, 1, H, W] of every view, exam by exam in view order."""
+    images = [v.image for e in prepared for v in e.views.values()]
+    return np.stack(images)[:, None] if images else np.zeros((0, 1, height, width), np.float32)
+
+
+def score_views(triton: TritonClient, deployed: Deployment, images: np.ndarray,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities [V] and heatmaps [V, h, w] of the views."""
+    if not len(images):
+        return np.zeros(0, np.float32), np.zeros((0, 1, 1), np.float32)
+    out = triton.infer_outputs(deployed.triton_model, images, batch_size, str(deployed.triton_version))
+    return out["probability"].reshape(-1), out["heatmap"][:, 0]
+
+
+def aggregate(task: ScreeningTask, deployed: Deployment, prepared: list[collect.PreparedExam],
+              probs: np.ndarray, capacity: int | None) -> tuple[list[results.ExamRow], str]:
+    """Exam rows (score, suspicion, flag) and why exams are flagged."""
+    cuts = scoring.parse_cuts(deployed.suspicion_cuts)
+    rows, i = [], 0
+    for exam in prepared:
+        views = tuple(results.ViewRow(v.view, float(probs[i + k]), v.qc, v.device)
+                      for k, v in enumerate(exam.views.values()))
+        i += len(views)
+        score, all_flagged = scoring.exam_score(
+            task, {v.view: v.score for v in views}, [v.view for v in views if v.qc.discounted])
+        rows.append(results.ExamRow(exam.exam_id, score, scoring.suspicion(score, cuts), False, views,
+                                    all_flagged))
+    flags, reason = scoring.flags(np.array([r.score for r in rows]), deployed.operating_point, capacity)
+    return [dataclasses.replace(r, flagged=bool(f)) for r, f in zip(rows, flags, strict=True)], reason
+
+
+def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResult:
+    """Screen one study date (YYYY-MM-DD) for `task` with its deployed champion; `notify`
+    posts the flagged exams to the configured webhook (the DAG does it in its own task)."""
     s = get_settings()
-    found, held = {}, []
-    for study_id in client.find_studies(study_date.replace("-", "")):
-        try:
-            datasets = exams.download(client, study_id, s.download_workers)
-            exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width)
-        except PermanentError as exc:
-            held.append(Quarantined(id=study_id, reason=str(exc)))
-            with db.get_engine().begin() as conn:
-                db.upsert(conn, db.quarantine, [{"stage": "screen", "item_id": study_id,
-                          "reason": str(exc)}], keys=["stage", "item_id"])
-            continue
-        with db.get_engine().begin() as conn:
-            exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
-        stack = np.stack([exam.views[v] for v in SCREENING_VIEWS])[:, None]
-        found[exam_id] = (study_id, stack)
-    return found, held
-
-
-def run(study_date: str) -> ScreenResult:
-    """Screen one study date (YYYY-MM-DD) with the deployed champion."""
-    s = get_settings()
-    deployed = current_deployment()
-    started = time.monotonic()
-    with OrthancClient(s) as client:
-        found, held = _collect(client, study_date)
-    triton = TritonClient(s)
-    images = np.concatenate([v for _, v in found.values()]) if found else np.zeros((0, 1, 1, 1))
-    probs = triton.infer(s.triton_model, images, s.triton_batch_size, str(deployed.triton_version)) \
-        if len(images) else np.zeros(0)
-    rows, results, scores = [], [], []
-    for i, (exam_id, (study_id, _)) in enumerate(found.items()):
-        view_scores = {v: float(p) for v, p in zip(SCREENING_VIEWS, probs[4 * i:4 * i + 4], strict=True)}
-        score = exam_score(view_scores)  # breast = mean of its views, exam = max (as trained)
-        flagged = score >= deployed.operating_point
-        scores.append(score)
-        results.append({"exam_id": exam_id, "model_version": deployed.model_version,
-                        "study_date": study_date, "score": score, "flagged": flagged,
-                        "views_scored": 4, "view_scores": view_scores})
-        rows.append(WorklistRow(exam_id, score, flagged, view_scores,
-                                f"{client.url}/app/explorer.html#study?uuid={study_id}"))
-    agreement = shadow.score(triton, s.triton_batch_size, images, list(found), study_date, deployed,
-                             np.array(scores, dtype=np.float64))
-    with db.get_engine().begin() as conn:
-        db.upsert(conn, db.exam_results, results, keys=["exam_id", "model_version"])
-    path = publish(s.worklists_dir, study_date, deployed.model_version, rows)
-    log.info("screen: %s, %d exams, %d flagged, %d quarantined in %.1f s", study_date, len(rows),
-             sum(r.flagged for r in rows), len(held), time.monotonic() - started)
-    return ScreenResult(date=study_date, exams=len(rows), flagged=sum(r.flagged for r in rows),
-                        worklist=str(path), model_version=deployed.model_version,
-                        views_scored=int(len(probs)), quarantined=held, shadow=agreement)
+    spec = get_task(task)
+    deployed = current_deployment(spec.triton_model)
+    shadow_dep = find("shadow", spec.triton_model)
+    height, width = spec.image_height or s.image_height, spec.image_width or s.image_width
+    rid = results.run_id(spec.name, study_date, deployed.model_version)
+    timer = StageTimer()
+    results.start(rid, spec.name, study_date, deployed.model_name, deployed.model_version,
+                  shadow_dep.model_version if shadow_dep else None, s.screening_capacity)
+    try:
+        with OrthancClient(s) as client:
+            with timer("collect"):
+                prepared, held = collect.collect(client, spec, study_date, height, width,
+                                                 s.download_workers, s.decode_timeout_s)
+            triton = TritonClient(s)
+            with timer("score"):
+                images = view_images(prepared, height, width)
+                probs, heatmaps = score_views(triton, deployed, images, s.triton_batch_size)
+            with timer("aggregate"):
+                rows, reason = aggregate(spec, deployed, prepared, probs, s.screening_capacity)
+            with timer("shadow"):
+                agreement = shadow.score(triton, s.triton_batch_size, images, rows, study_date,
+                                         deployed, spec)
+            with timer("store"):
+                results.store(rid, spec.name, study_date, deployed.model_version, reason, rows)
+            with timer("write_back"):
+                written = publish.write_back(client, spec, deployed, prepared, rows, heatmaps)
+        with timer("worklist"):
+            pages = publish.worklist(spec, study_date, deployed, prepared, rows, heatmaps, reason,
+                                     client.url, dataclasses.asdict(agreement) if agreement else None,
+                                     len(held))
+        notified = 0
+        if notify:  # the DAG notifies in its own retried task instead
+            with timer("notify"):
+                notified = len(announce(pages.html).flagged)
+    except Exception as exc:
+        results.finish(rid, "failed", error=f"{type(exc).__name__}: {exc}"[:2000],
+                       stage_seconds=timer.seconds)
+        raise
+    flagged = sum(r.flagged for r in rows)
+    discounted = sum(1 for r in rows if not r.all_flagged for v in r.views if v.qc.discounted)
+    results.finish(rid, "complete", exams=len(rows), flagged=flagged, quarantined=len(held),
+                   views_discounted=discounted, stage_seconds=timer.seconds, worklist=str(pages.html))
+    log.info("screen %s %s: %d exams, %d flagged (%s), %d views discounted, %d quarantined",
+             spec.name, study_date, len(rows), flagged, reason, discounted, len(held))
+    return ScreenResult(date=study_date, exams=len(rows), flagged=flagged, worklist=str(pages.html),
+                        model_version=deployed.model_version, views_scored=int(len(probs)),
+                        quarantined=held, shadow=agreement, task=spec.name, run_id=rid,
+                        flag_reason=reason, views_discounted=discounted, stage_seconds=timer.seconds,
+                        write_back=written, notified=notified)

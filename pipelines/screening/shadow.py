@@ -12,18 +12,21 @@ import logging
 import numpy as np
 
 from pipelines import db
-from pipelines.domain import SCREENING_VIEWS, ShadowAgreement
+from pipelines.domain import ShadowAgreement
 from pipelines.errors import RadflowError
+from pipelines.screening import scoring
+from pipelines.screening.results import ExamRow
+from pipelines.screening.tasks import ScreeningTask
 from pipelines.serving.deployment import Deployment, find
 from pipelines.serving.triton_client import TritonClient
-from pipelines.training.aggregate import exam_score
 
 log = logging.getLogger(__name__)
 
 
 def agreement(champion: np.ndarray, shadow: np.ndarray, champion_flags: np.ndarray,
               shadow_flags: np.ndarray) -> tuple[float | None, float | None, float | None]:
-    """Pearson r and Spearman rho of the exam scores, and the share of equal flags."""
+    """Pearson r and Spearman rho of the exam scores, and the share of equal flags (the
+    champion's flags as shown on the worklist; the shadow's at its own operating point)."""
     from scipy import stats
 
     if len(champion) == 0:
@@ -36,17 +39,12 @@ def agreement(champion: np.ndarray, shadow: np.ndarray, champion_flags: np.ndarr
     return round(pearson, 4), round(spearman, 4), round(flags, 4)
 
 
-def exam_scores(probs: np.ndarray, exams: int) -> np.ndarray:
-    """Exam scores from view probabilities in SCREENING_VIEWS order, 4 per exam."""
-    return np.array([exam_score(dict(zip(SCREENING_VIEWS, map(float, probs[4 * i:4 * i + 4]), strict=True)))
-                     for i in range(exams)])
-
-
-def score(triton: TritonClient, batch_size: int, images: np.ndarray, exam_ids: list[str],
-          study_date: str, champion: Deployment, champion_scores: np.ndarray) -> ShadowAgreement | None:
-    """Score the night's views with the shadow, store its results, return the agreement;
-    None when no shadow is deployed."""
-    shadow = find("shadow")
+def score(triton: TritonClient, batch_size: int, images: np.ndarray, exams: list[ExamRow],
+          study_date: str, champion: Deployment, task: ScreeningTask) -> ShadowAgreement | None:
+    """Score the night's views (`images`, exam by exam in view order) with the task's
+    shadow, discounting the views the champion discounted; store its results and return
+    the agreement. None when no shadow is deployed."""
+    shadow = find("shadow", task.triton_model)
     if shadow is None:
         return None
     try:
@@ -56,9 +54,17 @@ def score(triton: TritonClient, batch_size: int, images: np.ndarray, exam_ids: l
         log.warning("shadow %s v%s not scored: %s", shadow.triton_model, shadow.model_version, exc)
         return ShadowAgreement(model_version=shadow.model_version, exams=0, score_correlation=None,
                                rank_correlation=None, flag_agreement=None, flagged=0, error=str(exc))
-    scores = exam_scores(probs, len(exam_ids))
+    exam_scores, i = [], 0
+    for exam in exams:
+        views = {v.view: float(probs[i + k]) for k, v in enumerate(exam.views)}
+        i += len(views)
+        skip = [] if exam.all_flagged else [v.view for v in exam.views if v.qc.discounted]
+        exam_scores.append(scoring.exam_score(task, views, skip)[0])
+    exam_ids = [e.exam_id for e in exams]
+    champion_scores = np.array([e.score for e in exams])
+    scores = np.array(exam_scores, dtype=np.float64)
     flags = scores >= shadow.operating_point
-    champion_flags = champion_scores >= champion.operating_point
+    champion_flags = np.array([e.flagged for e in exams], dtype=bool)
     pearson, spearman, flag_share = agreement(champion_scores, scores, champion_flags, flags)
     rows = [{"exam_id": e, "model_version": shadow.model_version, "champion_version": champion.model_version,
              "study_date": study_date, "score": float(sc), "flagged": bool(f), "champion_score": float(cs),

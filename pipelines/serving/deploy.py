@@ -16,16 +16,14 @@ import datetime as dt
 import logging
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path
-
-import numpy as np
 
 from pipelines.config import get_settings
 from pipelines.domain import DeployResult, UndeployResult
 from pipelines.errors import DeploymentFailed, PermanentError
 from pipelines.registry.client import mlflow_client, model_uri
+from pipelines.screening.tasks import ScreeningTask, get_task
 from pipelines.serving import integrity, repository
 from pipelines.serving.deployment import (
     DEFAULT_NAMES,
@@ -36,18 +34,13 @@ from pipelines.serving.deployment import (
     remove,
     triton_name,
 )
-from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR, OUTPUTS
+from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR
+from pipelines.serving.switch import switch
 from pipelines.serving.triton_client import TritonClient
+from pipelines.training.aggregate import SUSPICION_TAG
 
 log = logging.getLogger(__name__)
 REVIEWED = repository.REVIEWED
-SMOKE_TOLERANCE = 1e-4
-READY_TIMEOUT_S = 120
-
-
-def smoke_input(height: int, width: int) -> np.ndarray:
-    """A fixed input (seeded noise) whose expected output onnxruntime computes in-process."""
-    return np.random.default_rng(0).random((2, 1, height, width), dtype=np.float32)
 
 
 def write_version(repo: Path, triton_model: str, version: int, onnx_file: Path) -> Path:
@@ -87,80 +80,6 @@ def fetch_onnx(run_id: str, expected_sha: str, dest: Path) -> Path:
     return local
 
 
-def _wait_ready(triton: TritonClient, model: str, version: int) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not triton.model_ready(model, str(version)):
-        if time.monotonic() > deadline:
-            raise DeploymentFailed(f"{model} version {version} not ready after {READY_TIMEOUT_S} s")
-        time.sleep(0.3)
-
-
-def smoke_check(triton: TritonClient, model: str, version: int, onnx_file: Path) -> float:
-    """Serve the fixed input through `model` `version`; returns its first probability.
-
-    Raises:
-        DeploymentFailed: an output differs from onnxruntime's in-process answer on the same file.
-    """
-    import onnxruntime as ort
-
-    s = get_settings()
-    example = smoke_input(s.image_height, s.image_width)
-    try:
-        want = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(
-            list(OUTPUTS), {"image": example})
-        got = triton.infer_outputs(model, example, s.triton_batch_size, str(version))
-    except Exception as exc:  # a model that cannot answer the configured input is never switched to
-        raise DeploymentFailed(f"{model} v{version} failed its smoke inference on input "
-                               f"{list(example.shape)}: {exc}; not switched") from exc
-    for name, expected in zip(OUTPUTS, want, strict=True):
-        diff = float(np.abs(got[name] - expected).max())
-        if diff > SMOKE_TOLERANCE:
-            raise DeploymentFailed(f"{model} v{version} answered a {name} {diff:.2e} away from "
-                                   f"onnxruntime on the same file (> {SMOKE_TOLERANCE:.0e}); not switched")
-    return float(got["probability"][0, 0])
-
-
-def _set_policy(triton: TritonClient, model: str, versions: list[int]) -> None:
-    """Write the served versions into the model's config and (re)load it."""
-    folder = get_settings().triton_repository / model
-    repository.write_config(folder, repository.render(
-        repository.classifier(model, get_settings().triton_profile, versions)))
-    triton.load(model)
-
-
-def switch(triton: TritonClient, model: str, new: int, new_sha: str, old: int | None,
-           old_sha: str, model_name: str, keep: int | None) -> float:
-    """Load `new` beside `old`, check it, then serve `new` alone. Returns the smoke probability.
-
-    Version folders other than `new`, `old` and `keep` (the rollback target) are deleted.
-
-    Raises:
-        ModelIntegrityError: a file differs from its registered SHA-256 (nothing loaded).
-        DeploymentFailed: the new version did not become ready or answered wrongly; the old
-            version (if any) is serving alone again.
-    """
-    repo = get_settings().triton_repository / model
-    integrity.verify(repo / str(new) / "model.onnx", model_name, new, new_sha)
-    if old is not None:
-        integrity.verify(repo / str(old) / "model.onnx", model_name, old, old_sha)
-    both = [new] if old is None else [old, new]
-    try:
-        _set_policy(triton, model, both)
-        _wait_ready(triton, model, new)
-        smoke = smoke_check(triton, model, new, repo / str(new) / "model.onnx")
-    except Exception:
-        if old is not None:
-            _set_policy(triton, model, [old])  # the approved version keeps serving
-        else:
-            triton.unload(model)
-        raise
-    _set_policy(triton, model, [new])  # Triton unloads every version the policy leaves out
-    for folder in repo.iterdir():
-        if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in (*both, keep):
-            shutil.rmtree(folder)
-    return smoke
-
-
 def _result(dep: Deployment, smoke: float, action: str) -> DeployResult:
     return DeployResult(model_name=dep.model_name, version=dep.model_version, triton_model=dep.triton_model,
                         triton_version=dep.triton_version, repository=str(get_settings().triton_repository),
@@ -168,16 +87,18 @@ def _result(dep: Deployment, smoke: float, action: str) -> DeployResult:
                         previous_version=dep.previous_version, sha256=dep.sha256, action=action)
 
 
-def deploy(uri: str | None = None, slot: str = "champion", name: str | None = None) -> DeployResult:
-    """Serve the registered version `uri` names in `slot` (default: the champion alias for
-    the champion slot, the challenger for the shadow slot)."""
+def deploy(uri: str | None = None, slot: str = "champion", name: str | None = None,
+           task: str = "mammo") -> DeployResult:
+    """Serve the registered version `uri` names in the `slot` of screening `task` (default
+    URI: the task model's champion alias for the champion slot, its challenger for shadow)."""
     s = get_settings()
-    slot_ = check_slot(slot)
-    uri = uri or model_uri(s.registered_model, "champion" if slot_ == "champion" else "challenger")
+    slot_, spec = check_slot(slot), get_task(task)
+    uri = uri or model_uri(spec.registered_model, "champion" if slot_ == "champion" else "challenger")
     client = mlflow_client()
     mv = integrity.resolve(client, uri)
-    expected, version, model = integrity.registered_sha(mv), int(mv.version), triton_name(slot_)
-    current = find(slot_)
+    expected, version = integrity.registered_sha(mv), int(mv.version)
+    model = triton_name(slot_, spec.triton_model)
+    current = find(slot_, spec.triton_model)
     folder = s.triton_repository / model / str(version)
     if not (folder / "model.onnx").exists() or integrity.sha256(folder / "model.onnx") != expected:
         work = s.state / "serving" / "downloads" / f"{model}-{version}-{uuid.uuid4().hex[:6]}"
@@ -196,29 +117,29 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
         keep, keep_sha = old, current.sha256
     triton = TritonClient(s)
     smoke = switch(triton, model, version, expected, old, keep_sha if old is not None else "",
-                   mv.name, keep)
+                   mv.name, keep, image_size(spec))
     dep = Deployment(
         model_name=mv.name, model_version=str(version), triton_model=model, triton_version=version,
         operating_point=float((mv.tags or {}).get("operating_point", 0.5)), sha256=expected,
         deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), slot=slot_,
         name=name or (current.name if current else DEFAULT_NAMES[slot_]), previous_version=keep,
-        previous_sha256=keep_sha)
+        previous_sha256=keep_sha, suspicion_cuts=str((mv.tags or {}).get(SUSPICION_TAG, "")), task=spec.name)
     record(dep)
     log.info("deploy: %s v%d serving as %s (slot %s, previous %s)", mv.name, version, model, slot_, keep)
-    if slot_ == "champion":
-        load_ensemble(triton, version)
+    if slot_ == "champion" and spec.preprocessing == "mammogram":
+        load_ensemble(triton, spec.triton_model, version)
     return _result(dep, smoke, "deployed")
 
 
-def rollback(slot: str = "champion") -> DeployResult:
+def rollback(slot: str = "champion", task: str = "mammo") -> DeployResult:
     """Serve the slot's previous version again (its folder is still there), verified first.
 
     Raises:
         DeploymentFailed: nothing deployed, or no previous version to return to.
         ModelIntegrityError: the previous version's file is not its registered one.
     """
-    slot_ = check_slot(slot)
-    current = find(slot_)
+    slot_, spec = check_slot(slot), get_task(task)
+    current = find(slot_, spec.triton_model)
     if current is None or current.previous_version is None:
         raise DeploymentFailed(f"nothing to roll back to in slot {slot_}: "
                                + ("nothing is deployed" if current is None else
@@ -229,54 +150,60 @@ def rollback(slot: str = "champion") -> DeployResult:
     expected = integrity.registered_sha(mv)
     triton = TritonClient(get_settings())
     smoke = switch(triton, current.triton_model, prev, expected, current.triton_version,
-                   current.sha256, current.model_name, current.triton_version)
+                   current.sha256, current.model_name, current.triton_version, image_size(spec))
     dep = Deployment(
         model_name=current.model_name, model_version=str(prev), triton_model=current.triton_model,
         triton_version=prev, operating_point=float((mv.tags or {}).get("operating_point", 0.5)),
         sha256=expected, deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         slot=slot_, name=current.name, previous_version=current.triton_version,
-        previous_sha256=current.sha256)
+        previous_sha256=current.sha256, suspicion_cuts=str((mv.tags or {}).get(SUSPICION_TAG, "")),
+        task=spec.name)
     record(dep)
     log.info("rollback: %s serves version %d again (was %d)", dep.triton_model, prev, current.triton_version)
     return _result(dep, smoke, "rolled_back")
 
 
-def load_ensemble(triton: TritonClient, version: int) -> None:
+def load_ensemble(triton: TritonClient, classifier: str, version: int) -> None:
     """(Re)write and load the preprocessing model and the ensemble over the champion.
 
     Raises:
         DeploymentFailed: they did not load; the classifier `version` is serving regardless.
     """
     s = get_settings()
-    name = repository.ensemble_name(s.triton_model)
+    name = repository.ensemble_name(classifier)
     try:
-        repository.write_static(s.triton_repository, s.triton_model, s.triton_profile,
+        repository.write_static(s.triton_repository, classifier, s.triton_profile,
                                 s.image_height, s.image_width)
         triton.load(name)
     except Exception as exc:
-        raise DeploymentFailed(f"{s.triton_model} v{version} is serving, but {name} (preprocessing "
+        raise DeploymentFailed(f"{classifier} v{version} is serving, but {name} (preprocessing "
                                f"on stored pixels) did not load: {exc}") from exc
 
 
-def undeploy(slot: str) -> UndeployResult:
+def undeploy(slot: str, task: str = "mammo") -> UndeployResult:
     """Stop serving a slot: unload its Triton models and delete their files and record."""
     s = get_settings()
-    slot_ = check_slot(slot)
-    current = find(slot_)
+    slot_, spec = check_slot(slot), get_task(task)
+    current = find(slot_, spec.triton_model)
     if current is None:
         raise PermanentError(f"nothing is deployed in slot {slot_}")
     triton = TritonClient(s)
     models = [current.triton_model]
-    if slot_ == "champion":
-        models = [repository.ensemble_name(s.triton_model), repository.PREPROCESSING, *models]
+    if slot_ == "champion" and spec.preprocessing == "mammogram":
+        models = [repository.ensemble_name(spec.triton_model), repository.PREPROCESSING, *models]
     for m in models:
         triton.unload(m)
     shutil.rmtree(s.triton_repository / current.triton_model, ignore_errors=True)
-    remove(slot_)
+    remove(slot_, spec.triton_model)
     log.info("undeploy: slot %s (%s) no longer served", slot_, current.triton_model)
     return UndeployResult(slot=slot_, name=current.name, triton_model=current.triton_model, unloaded=models)
 
 
-def run(alias: str = "champion") -> DeployResult:
-    """The deploy DAG's and `radflow deploy`'s entry: serve the version holding `alias`."""
-    return deploy(model_uri(get_settings().registered_model, alias), "champion")
+def image_size(task: ScreeningTask) -> tuple[int, int]:
+    s = get_settings()
+    return task.image_height or s.image_height, task.image_width or s.image_width
+
+
+def run(alias: str = "champion", task: str = "mammo") -> DeployResult:
+    """The deploy DAG's entry: serve the version of the task's model holding `alias`."""
+    return deploy(model_uri(get_task(task).registered_model, alias), "champion", task=task)

@@ -1,7 +1,8 @@
 """What is deployed, per slot: a small JSON record under the state dir.
 
-Two slots: `champion` (Triton model `<triton_model>`, read by screening) and `shadow`
-(`<triton_model>_shadow`, scored beside the champion, never on the worklist). The record
+Each screening task (pipelines/screening/tasks.yaml) has two slots: `champion` (Triton
+model `<task's triton_model>`, read by screening) and `shadow` (`<triton_model>_shadow`,
+scored beside the champion, never on the worklist). The record, one file per Triton model,
 names the served version and the previous one, which stays on disk for rollback.
 """
 
@@ -35,11 +36,14 @@ class Deployment:
     name: str = "mammo"  # the deployment's name in `mlflow deployments`
     previous_version: int | None = None  # kept loaded-able on disk for rollback
     previous_sha256: str = ""
+    suspicion_cuts: str = ""
+    task: str = "mammo"  # the version's validation deciles (JSON), for suspicion 1-10
 
 
-def triton_name(slot: Slot) -> str:
-    """The Triton model serving a slot."""
-    base = get_settings().triton_model
+def triton_name(slot: Slot, base: str | None = None) -> str:
+    """The Triton model serving a slot of the task whose champion model is `base`
+    (default: RADFLOW_TRITON_MODEL, the mammography task's)."""
+    base = base or get_settings().triton_model
     return base if slot == "champion" else f"{base}_shadow"
 
 
@@ -49,42 +53,46 @@ def check_slot(slot: str) -> Slot:
     return slot  # type: ignore[return-value]
 
 
-def _path(slot: Slot) -> Path:
-    return get_settings().state / "serving" / f"{triton_name(slot)}.json"
+def _folder() -> Path:
+    return get_settings().state / "serving"
 
 
 def record(dep: Deployment) -> None:
     """Write the slot's record in one rename."""
-    path = _path(dep.slot)
+    path = _folder() / f"{dep.triton_model}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.json")
     tmp.write_text(json.dumps(dataclasses.asdict(dep), indent=2))
     os.replace(tmp, path)
 
 
-def remove(slot: Slot) -> None:
-    _path(slot).unlink(missing_ok=True)
+def remove(slot: Slot, base: str | None = None) -> None:
+    (_folder() / f"{triton_name(slot, base)}.json").unlink(missing_ok=True)
 
 
-def find(slot: Slot) -> Deployment | None:
+def find(slot: Slot, base: str | None = None) -> Deployment | None:
     """The slot's deployment, or None when nothing is deployed there."""
-    path = _path(slot)
+    path = _folder() / f"{triton_name(slot, base)}.json"
     if not path.exists():
         return None
     return Deployment(**json.loads(path.read_text()))
 
 
 def all_deployments() -> list[Deployment]:
-    return [d for slot in SLOTS if (d := find(slot)) is not None]
+    """Every slot of every task that serves something, by Triton model name."""
+    return [Deployment(**json.loads(p.read_text())) for p in sorted(_folder().glob("*.json"))
+            if not p.name.startswith(".")]
 
 
 def by_name(name: str) -> Deployment | None:
     return next((d for d in all_deployments() if d.name == name), None)
 
 
-def current_deployment() -> Deployment:
-    """The deployed champion; PermanentError when nothing was deployed yet."""
-    found = find("champion")
+def current_deployment(base: str | None = None) -> Deployment:
+    """The deployed champion (of the task whose Triton model is `base`); PermanentError
+    when nothing was deployed yet."""
+    found = find("champion", base)
     if found is None:
-        raise PermanentError("no model is deployed to Triton yet: run `radflow deploy`")
+        raise PermanentError(f"no model is deployed to Triton as {triton_name('champion', base)} yet: "
+                             "run `radflow deploy`")
     return found

@@ -36,8 +36,9 @@ FLAVOR = "onnx"
 def target_help() -> str:
     return ("radflow's Triton target (`-t triton`). The Triton server, MLflow server and state "
             "directory come from the RADFLOW_* settings (see README). Config (-C key=value): "
-            "slot=champion|shadow on create (default champion); rollback=true on update serves the "
-            "slot's previous version again. Model URIs: models:/NAME@ALIAS or models:/NAME/VERSION.")
+            "slot=champion|shadow and task=<screening task> on create (defaults champion, mammo); "
+            "rollback=true on update serves the slot's previous version again. "
+            "Model URIs: models:/NAME@ALIAS or models:/NAME/VERSION.")
 
 
 def run_local(target: str, name: str, model_uri: str, flavor: str | None = None,
@@ -55,7 +56,8 @@ def _radflow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _describe(dep: Deployment) -> dict[str, Any]:
-    return {"name": dep.name, "flavor": FLAVOR, "slot": dep.slot, "model_name": dep.model_name,
+    return {"name": dep.name, "flavor": FLAVOR, "task": dep.task, "slot": dep.slot,
+            "model_name": dep.model_name,
             "model_version": dep.model_version, "triton_model": dep.triton_model,
             "triton_version": dep.triton_version, "previous_version": dep.previous_version,
             "sha256": dep.sha256, "operating_point": dep.operating_point, "deployed_at": dep.deployed_at}
@@ -90,13 +92,17 @@ class TritonDeploymentClient(BaseDeploymentClient):
     def create_deployment(self, name: str, model_uri: str, flavor: str | None = None,
                           config: dict[str, str] | None = None,
                           endpoint: str | None = None) -> dict[str, Any]:
+        from pipelines.screening.tasks import get_task
+
         slot = _radflow(check_slot, (config or {}).get("slot", "champion"))
+        task = _radflow(get_task, (config or {}).get("task", "mammo"))
         if by_name(name) is not None:
             raise MlflowException(f"triton deployment {name!r} exists: use `mlflow deployments update`")
-        holder = find(slot)
+        holder = find(slot, task.triton_model)
         if holder is not None:
-            raise MlflowException(f"slot {slot} is served by deployment {holder.name!r}: update or delete it")
-        _radflow(deploy.deploy, model_uri, slot, name)
+            raise MlflowException(f"slot {slot} of task {task.name} is served by deployment "
+                                  f"{holder.name!r}: update or delete it")
+        _radflow(deploy.deploy, model_uri, slot, name, task.name)
         return _describe(_require(name))
 
     def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None,
@@ -104,17 +110,17 @@ class TritonDeploymentClient(BaseDeploymentClient):
                           endpoint: str | None = None) -> dict[str, Any]:
         dep = _require(name)
         if str((config or {}).get("rollback", "")).lower() in ("1", "true", "yes"):
-            _radflow(deploy.rollback, dep.slot)
+            _radflow(deploy.rollback, dep.slot, dep.task)
         else:
             uri = model_uri or f"models:/{dep.model_name}/{dep.model_version}"
-            _radflow(deploy.deploy, uri, dep.slot, name)
+            _radflow(deploy.deploy, uri, dep.slot, name, dep.task)
         return _describe(_require(name))
 
     def delete_deployment(self, name: str, config: dict[str, str] | None = None,
                           endpoint: str | None = None) -> None:
         dep = by_name(name)
         if dep is not None:  # deleting what is not there is not an error (MLflow's contract)
-            _radflow(deploy.undeploy, dep.slot)
+            _radflow(deploy.undeploy, dep.slot, dep.task)
 
     def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         return [_describe(d) for d in all_deployments()]

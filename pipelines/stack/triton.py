@@ -16,6 +16,7 @@ which other local users of the host can read; the production container runs alon
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ from pathlib import Path
 from pipelines.config import PROJECT_DIR, TRITON_ADMIN_HEADER, RadflowSettings
 from pipelines.errors import StackError
 from pipelines.stack.orthanc import write_secret
+
+log = logging.getLogger(__name__)
 
 
 def triton_python(settings: RadflowSettings) -> Path:
@@ -87,6 +90,28 @@ def ensure_admin_key(settings: RadflowSettings) -> str:
                                                           "RADFLOW_TRITON_ADMIN_KEY")
 
 
+def models_to_load(settings: RadflowSettings) -> list[str]:
+    """What Triton loads at start: every recorded deployment whose file still has its
+    registered SHA-256 (and the ensemble over a mammography champion). A file that does
+    not match is left unloaded and logged; screening then fails naming the model."""
+    from pipelines.serving import repository
+    from pipelines.serving.deployment import all_deployments
+    from pipelines.serving.onnx_export import sha256
+
+    names = []
+    for dep in all_deployments():
+        onnx = settings.triton_repository / dep.triton_model / str(dep.triton_version) / "model.onnx"
+        if not onnx.is_file() or sha256(onnx) != dep.sha256:
+            log.error("not loading %s v%d at start: its model file is missing or not the deployed one",
+                      dep.triton_model, dep.triton_version)
+            continue
+        names.append(dep.triton_model)
+        ensemble = repository.ensemble_name(dep.triton_model)
+        if dep.slot == "champion" and (settings.triton_repository / ensemble / "config.pbtxt").exists():
+            names.append(ensemble)
+    return names
+
+
 def command(settings: RadflowSettings) -> tuple[list[str], dict[str, str]]:
     """The tritonserver command line and environment: explicit model control, loopback,
     the model-repository API restricted to the admin key."""
@@ -116,4 +141,6 @@ def command(settings: RadflowSettings) -> tuple[list[str], dict[str, str]]:
         "--http-restricted-api", f"model-repository:{TRITON_ADMIN_HEADER}={key}",
         "--grpc-restricted-protocol", f"model-repository:{TRITON_ADMIN_HEADER}={key}",
     ]
+    for model in models_to_load(settings):  # a restart serves what was deployed
+        argv += ["--load-model", model]
     return argv, environment(python, sp)

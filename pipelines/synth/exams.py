@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from pipelines.synth.artifacts import plan_artifacts
 from pipelines.synth.patients import Patient, patient_for
 from pipelines.synth.seeding import rng_for
 from pipelines.synth.sites import mass_radius_for_site
@@ -94,6 +95,11 @@ class ExamPlan:
     study_id: str
     study_time: str
     burned_in_text: tuple[str, ...] = ()  # views with the patient's name and id burned in
+    artifacts: tuple[tuple[str, str], ...] = ()  # (view, QC code) of each planted artifact
+
+    def artifact(self, view: str) -> str:
+        """The QC code of the artifact planted in `view` ("R-MLO", ...), or ""."""
+        return next((code for v, code in self.artifacts if v == view), "")
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -112,6 +118,7 @@ _DENSITY_LEVEL = {"a": 0.15, "b": 0.35, "c": 0.6, "d": 0.85}
 def plan_exam(
     seed: int, site: str, study_date: str, index: int, patients: int, positive_rate: float,
     burned_in_text_rate: float = 0.0,
+    artifact_rate: float = 0.0,
 ) -> ExamPlan:
     """Decide exam `index` of the batch (seed, site, study_date).
 
@@ -152,6 +159,7 @@ def plan_exam(
         study_id=f"{int(rng.integers(10**5, 10**6))}",
         study_time=f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}",
         burned_in_text=_burned_in_views(seed, site, study_date, index, burned_in_text_rate),
+        artifacts=plan_artifacts(seed, site, study_date, index, artifact_rate),
     )
 
 

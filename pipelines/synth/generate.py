@@ -102,6 +102,7 @@ def iter_exams(
     patients: int | None = None,
     start: int = 0,
     burned_in_text_rate: float = 0.0,
+    artifact_rate: float = 0.0,
 ) -> Iterator[SynthExam]:
     """Exams `start .. exams-1` of the batch (seed, site, study_date), generated lazily.
 
@@ -117,6 +118,8 @@ def iter_exams(
         start: first exam index to generate (exam i is the same whatever `start` is).
         burned_in_text_rate: probability that one view of an exam has the patient's name,
             MRN and birth date burned into its pixels (BurnedInAnnotation still says NO).
+        artifact_rate: probability that one view of an exam has an image artifact
+            (`ExamPlan.artifacts` names the view and the QC code).
 
     Returns:
         An iterator of SynthExam, one at a time; nothing is kept between exams.
@@ -126,19 +129,21 @@ def iter_exams(
     """
     iso_date, site = normalize_date(study_date), check_site(site)
     pool = max(exams, 1) if patients is None else patients
-    if exams < 0 or pool < 1 or not 0.0 <= positive_rate <= 1.0 \
-            or not 0.0 <= burned_in_text_rate <= 1.0:
+    rates = {"positive_rate": positive_rate, "burned_in_text_rate": burned_in_text_rate,
+             "artifact_rate": artifact_rate}
+    if exams < 0 or pool < 1 or not all(0.0 <= rate <= 1.0 for rate in rates.values()):
+        got = ", ".join(f"{name}={rate}" for name, rate in rates.items())
         raise PermanentError(
-            f"need exams >= 0, patients >= 1, 0 <= positive_rate <= 1 and 0 <= "
-            f"burned_in_text_rate <= 1; got exams={exams}, patients={patients}, "
-            f"positive_rate={positive_rate}, burned_in_text_rate={burned_in_text_rate}"
+            f"need exams >= 0, patients >= 1 and every rate in [0, 1]; got exams={exams}, "
+            f"patients={patients}, {got}"
         )
     if not 0.0 < scale <= 1.0:
         raise PermanentError(f"scale must be in (0, 1], got {scale}")
     profile = profile_for_site(site)
     geometry = geometry_for(profile, scale)
     plans = (
-        plan_exam(seed, site, iso_date, index, pool, positive_rate, burned_in_text_rate)
+        plan_exam(seed, site, iso_date, index, pool, positive_rate, burned_in_text_rate,
+                  artifact_rate)
         for index in range(start, exams)
     )
     return (build_exam(plan, profile, geometry) for plan in plans)

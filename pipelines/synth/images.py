@@ -7,7 +7,8 @@ through the vendor's intensity curve, noise and bit depth. MONOCHROME1 stores th
 inverse. Texture and lesion streams are independent, so the same exam drawn without its
 findings differs only inside the lesions. A view listed in the plan's `burned_in_text` gets
 the patient's name, MRN and birth date written into the air above the breast, readable in
-the stored image, as a modality that burns in annotations would.
+the stored image, as a modality that burns in annotations would. A view the plan lists in
+`artifacts` gets that artifact drawn in (`pipelines.synth.artifacts`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 
 import numpy as np
 
+from pipelines.synth import artifacts
 from pipelines.synth.exams import ExamPlan, Finding
 from pipelines.synth.lesions import draw_finding
 from pipelines.synth.seeding import rng_for
@@ -165,7 +167,10 @@ def render_view(
     Returns:
         The stored pixels in the final orientation (R views: chest wall on the right).
     """
+    artifact = plan.artifact(f"{side}-{position}")
     shape = breast_shape(plan, geometry, side, position)
+    if artifact == "missing_pectoral":
+        shape = dataclasses.replace(shape, pectoral=None)
     att, mask = tissue(plan, profile, geometry, shape, rng_for("tissue", *plan.key, side, position))
     lesions: list[tuple[int, int, int]] = []
     for number, finding in enumerate(plan.findings):
@@ -180,13 +185,41 @@ def render_view(
         # in the air away from the chest wall, readable once the R view is mirrored below
         text = text_mask(burned_in_text(plan), att.shape, left=side == "R")
         att[text[:, ::-1] if side == "R" else text] = _T_MAX
+    saturated = None
+    if artifact:
+        att, saturated = planted(artifact, att, mask, shape, geometry,
+                                 rng_for("artifact-draw", *plan.key, side, position))
     pixels, center_value, width = to_stored(
         att, mask, profile, rng_for("noise", *plan.key, side, position)
     )
+    if saturated is not None:
+        artifacts.saturate(pixels, saturated, profile.max_value,
+                           profile.photometric == "MONOCHROME1")
     if side == "R":
         pixels = np.ascontiguousarray(pixels[:, ::-1])
         lesions = [(r, geometry.cols - 1 - c, rad) for r, c, rad in lesions]
     return RenderedView(pixels, center_value, width, tuple(lesions))
+
+
+def planted(
+    code: str, att: np.ndarray, mask: np.ndarray, shape: BreastShape, geometry: Geometry,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The attenuation with artifact `code` drawn in, and the pixels it saturates (or None).
+
+    A missing pectoral muscle is drawn by `tissue` (the shape has none), so it changes
+    nothing here.
+    """
+    spacing = geometry.spacing_mm
+    if code == "motion_blur":
+        return artifacts.motion_blur(att, spacing, rng), None
+    if code == "grid_lines":
+        return artifacts.grid_lines(att, spacing, rng), None
+    if code == "foreign_object":
+        return att, artifacts.foreign_object(att.shape, shape, spacing, rng)
+    if code == "clipped_exposure":
+        return att, artifacts.clipped_region(att, mask, rng)
+    return att, None
 
 
 def lesion_center(finding: Finding, shape: BreastShape, position: str) -> tuple[float, float]:

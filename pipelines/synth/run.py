@@ -39,6 +39,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "manufacturer",
     "n_images",
     "burned_in_text",
+    "artifacts",
 )
 PROGRESS_EVERY = 25
 
@@ -56,6 +57,7 @@ def run(
     patients: int | None = None,
     progress: bool = True,
     burned_in_text_rate: float = 0.0,
+    artifact_rate: float = 0.0,
 ) -> SynthResult:
     """Generate `exams` synthetic screening exams of one site and date.
 
@@ -74,6 +76,9 @@ def run(
         progress: print progress lines (counts and rate, never PHI) to stderr.
         burned_in_text_rate: probability that one view of an exam has the patient's name,
             MRN and birth date burned into its pixels; the truth CSV names the view.
+        artifact_rate: probability that one view of an exam has an image artifact (foreign
+            object, motion blur, grid lines, clipped exposure, missing pectoral muscle);
+            the truth CSV's `artifacts` column names it as "R-MLO:motion_blur".
 
     Returns:
         Counts, the site and ISO date, and the path of the truth CSV
@@ -92,7 +97,7 @@ def run(
     positives = 0
     batch = iter_exams(
         exams, iso_date, site, seed, positive_rate=positive_rate, scale=scale, patients=patients,
-        burned_in_text_rate=burned_in_text_rate,
+        burned_in_text_rate=burned_in_text_rate, artifact_rate=artifact_rate,
     )
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(OrthancStoreClient.from_settings(settings)) if push else None
@@ -140,6 +145,7 @@ def truth_row(exam: SynthExam) -> dict[str, object]:
         "manufacturer": exam.profile.manufacturer,
         "n_images": sum(1 for i in exam.instances if i.name != "report"),
         "burned_in_text": " ".join(plan.burned_in_text),
+        "artifacts": " ".join(f"{view}:{code}" for view, code in plan.artifacts),
     }
 
 

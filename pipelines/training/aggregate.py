@@ -14,6 +14,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+# Suspicion 1-10: training registers the deciles of the validation exam scores under this
+# tag; screening maps a night's exam scores onto them (pipelines/screening/scoring.py).
+LEVELS = 10
+SUSPICION_TAG = "suspicion_cuts"
 # Exam attributes carried to the exam table when the view rows have them (first view's).
 EXAM_ATTRIBUTES = ("patient_id", "manufacturer", "density", "study_date")
 
@@ -59,3 +63,10 @@ def exam_score(view_scores: Mapping[str, float]) -> float:
     """The exam score of one exam's view scores by view name ("R-CC", ...): `exam_table`'s."""
     rows = pd.DataFrame({"exam_id": "exam", "laterality": [v.split("-")[0] for v in view_scores]})
     return float(exam_table(rows, np.array(list(view_scores.values()))).score.iloc[0])
+
+
+def suspicion_cuts(validation_scores: np.ndarray) -> list[float]:
+    """The 9 cut points (deciles) of the validation exam scores (coarse with few exams:
+    the number of validation exams is logged beside them)."""
+    cuts = np.quantile(np.asarray(validation_scores, dtype=np.float64), np.arange(1, LEVELS) / LEVELS)
+    return [round(float(c), 6) for c in cuts]

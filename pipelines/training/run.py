@@ -4,6 +4,7 @@ lineage to MLflow and register it as `challenger`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from pipelines.registry import lineage
 from pipelines.registry.client import mlflow_client
 from pipelines.serving.onnx_export import INPUT, ONNX_ARTIFACT_DIR, OUTPUTS
 from pipelines.training import data, fit, weights
+from pipelines.training.aggregate import SUSPICION_TAG, suspicion_cuts
 from pipelines.training.params import TrainParams, load_params
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
         mlflow.log_metrics(row, step=step)
     val_auc = fit.exam_auc(model, splits["val"])
     threshold = fit.operating_point(model, splits["val"], params.target_sensitivity)
+    cuts = suspicion_cuts(fit.exam_scores(model, splits["val"])[0])
     test = splits["test"]
     metrics = log_evaluation(model, rows["test"], test.images, threshold, split="test")
     mlflow.log_metrics({"val_auc": val_auc, "operating_point": threshold,
@@ -100,7 +103,8 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     )
     version = str(info.registered_model_version)
     version_tags = {"operating_point": f"{threshold:.6f}", "test_auc": f"{metrics['test_auc']:.4f}",
-                    "onnx_sha256": onnx_sha, "input_shape": f"1,{s.image_height},{s.image_width}",
+                    "onnx_sha256": onnx_sha, SUSPICION_TAG: json.dumps(cuts),
+                    "input_shape": f"1,{s.image_height},{s.image_width}",
                     **tags}
     for key, value in version_tags.items():
         client.set_model_version_tag(registered_model, version, key, value)

@@ -28,6 +28,7 @@ DAGS = ROOT / "dags"
 HEAVY = ("torch", "mlflow", "great_expectations", "pydicom", "tritonclient", "onnxruntime",
          "sklearn")
 HOSPITAL_TZ = "America/New_York"  # what the parses see; not UTC, to catch UTC-only schedules
+CONFIGURED = {"RADFLOW_SCREENING_SCHEDULE": "30 1 * * 1-5", "RADFLOW_SCREENING_START_DATE": "2026-09-01"}
 EXPECTED = {
     "retrain_mammo_model": {"ingest_new_studies": ["validate_manifest"],
                             "validate_manifest": ["build_dataset"],
@@ -35,7 +36,8 @@ EXPECTED = {
                             "train_challenger": ["evaluate_challenger"],
                             "evaluate_challenger": []},
     "deploy_mammo_model": {"promote_challenger": ["deploy_champion"], "deploy_champion": []},
-    "screen_daily_mammograms": {"pick_study_date": ["screen_exams"], "screen_exams": []},
+    "screen_daily_mammograms": {"pick_study_date": ["screen_exams"],
+                                "screen_exams": ["notify_reading_room"], "notify_reading_room": []},
 }
 
 PROBE = r'''
@@ -84,6 +86,7 @@ for dag_id, dag in bag.dags.items():
         "manual_only": not dag.timetable.can_be_scheduled,
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
+        "start_date": None if dag.start_date is None else dag.start_date.isoformat(),
         "params": {k: dag.params.get_param(k).value for k in dag.params},
         "tasks": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
     }
@@ -150,7 +153,7 @@ canary()
 '''
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW", "RADFLOW_")) or k.startswith("RADFLOW_TEST_")}
     env.update({
@@ -162,6 +165,7 @@ def _env(home: Path) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         "RADFLOW_STATE_DIR": str(home / "radflow"),
         "RADFLOW_HOSPITAL_TIMEZONE": HOSPITAL_TZ,
+        **extra,
     })
     return env
 
@@ -179,12 +183,14 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     targets = {p.name: [str(probe), str(p)] for p in sorted(DAGS.glob("*.py"))}
     targets["canary.py"] = [str(probe), str(canary_dir / "canary.py")]
     targets["call_stage"] = [str(work / "call_stage.py")]
+    targets["configured"] = [str(probe), str(DAGS / "screen_daily_mammograms.py")]
     procs = {}
     for name, argv in targets.items():
         home = work / f"home-{name.removesuffix('.py')}"
         home.mkdir()
+        extra = CONFIGURED if name == "configured" else {}
         procs[name] = subprocess.Popen(
-            [sys.executable, *argv], env=_env(home), cwd=home,
+            [sys.executable, *argv], env=_env(home, **extra), cwd=home,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = {}
     try:
@@ -239,7 +245,7 @@ def test_policy_owner_retries_tags_and_docs(dags: dict[str, dict[str, Any]], dag
     assert len(dag["retries"]) == 1 and dag["retries"][0] >= 0
     assert "radflow" in dag["tags"]
     assert dag["doc_md"] and len(dag["doc_md"].strip()) > 80
-    assert dag["catchup"] is False
+    assert dag["catchup"] is (dag_id == "screen_daily_mammograms")  # missed nights are screened
 
 
 @pytest.mark.parametrize("dag_id", list(EXPECTED))
@@ -259,7 +265,15 @@ def test_screening_runs_nightly_at_two_one_run_at_a_time(dags: dict[str, dict[st
     assert dag["schedule"] == "0 2 * * *"
     assert dag["manual_only"] is False
     assert dag["max_active_runs"] == 1
-    assert "study_date" in dag["params"]
+    assert "study_date" in dag["params"] and dag["params"]["task"] == "mammo"
+
+
+def test_the_screening_schedule_and_first_night_are_configurable(
+        parsed: dict[str, dict[str, Any]]) -> None:
+    dag = parsed["configured"]["dags"]["screen_daily_mammograms"]
+    assert dag["schedule"] == "30 1 * * 1-5" and dag["catchup"] is True
+    assert dag["start_date"] == "2026-09-01T04:00:00+00:00"  # midnight in New York (EDT), in UTC
+    assert dag["timezone"] == HOSPITAL_TZ
 
 
 def test_retraining_runs_weekly_and_when_monitoring_reports_drift(

@@ -163,8 +163,8 @@ def test_screen_scores_each_exam_of_the_day_once(stack: Stack) -> None:
     assert len(rows) == NIGHT_EXAMS == len({r["exam_id"] for r in rows})
     page = Path(first["worklist"]).read_text()
     for row in rows:
-        assert page.count(f"<td>{row['exam_id']}</td>") == 1
-    scores = [r["score"] for r in sorted(rows, key=lambda r: page.index(r["exam_id"]))]
+        assert page.count(f'data-exam="{row["exam_id"]}"') == 1
+    scores = [r["score"] for r in sorted(rows, key=lambda r: page.index(f'data-exam="{r["exam_id"]}"'))]
     assert scores == sorted(scores, reverse=True)
 
 

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.integration.models import register_versions
 from tests.integration.stack import Stack
 
 MODEL = "mammo-screening"
@@ -31,29 +32,11 @@ MLFLOW_CLI = str(Path(sys.executable).parent / "mlflow")
 def versions(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     """Registered versions 1-4 ({version: its ONNX file}): 1-3 good models (different
     seeds), 4 exported for another input size (registered, but answers nothing here)."""
-    import torch
-
     import mlflow
-    from pipelines.serving.onnx_export import export, sha256
-    from pipelines.training.model import ViewClassifier
 
-    mlflow.set_tracking_uri(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    files = register_versions(stack, MODEL, [(H, W), (H, W), (H, W), (64, 48)],
+                              tmp_path_factory.mktemp("onnx"))
     client = mlflow.MlflowClient()
-    client.create_registered_model(MODEL)
-    mlflow.set_experiment("serving-tests")
-    folder, files = tmp_path_factory.mktemp("onnx"), {}
-    for seed, (h, w) in enumerate([(H, W), (H, W), (H, W), (64, 48)], start=1):
-        torch.manual_seed(seed)
-        path = folder / str(seed) / "model.onnx"
-        path.parent.mkdir()
-        example = np.random.default_rng(seed).random((2, 1, h, w), np.float32)
-        export(ViewClassifier(width=4).eval(), example, path)
-        with mlflow.start_run() as run:
-            mlflow.log_artifact(str(path), "onnx")
-        mv = client.create_model_version(MODEL, f"{run.info.artifact_uri}/onnx", run.info.run_id)
-        client.set_model_version_tag(MODEL, mv.version, "onnx_sha256", sha256(path))
-        client.set_model_version_tag(MODEL, mv.version, "operating_point", "0.5")
-        files[int(mv.version)] = path
     client.set_registered_model_alias(MODEL, "champion", "1")
     client.set_registered_model_alias(MODEL, "challenger", "3")
     return files

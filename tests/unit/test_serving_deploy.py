@@ -11,7 +11,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from pipelines.errors import DeploymentFailed, ModelIntegrityError, PermanentError
-from pipelines.screening.shadow import agreement, exam_scores
+from pipelines.screening.shadow import agreement
 from pipelines.serving import deployment, integrity
 from pipelines.serving.deploy import rollback
 from pipelines.serving.mlflow_deployments import TritonDeploymentClient, _images
@@ -75,12 +75,6 @@ def test_shadow_agreement_counts_equal_flags_and_correlates_scores() -> None:
     one = np.array([0.3])
     assert agreement(one, one, one > 0.5, one > 0.5) == (None, None, 1.0)
     assert agreement(np.array([]), np.array([]), np.array([]), np.array([])) == (None, None, None)
-
-
-def test_shadow_exam_scores_aggregate_views_as_training_does() -> None:
-    # views in SCREENING_VIEWS order (R-CC, L-CC, R-MLO, L-MLO): breast = mean, exam = max
-    probs = np.array([0.2, 0.9, 0.4, 0.5, 0.1, 0.1, 0.1, 0.1])
-    assert exam_scores(probs, 2) == pytest.approx([0.7, 0.1])
 
 
 def test_predict_inputs_are_images_in_a_column() -> None:

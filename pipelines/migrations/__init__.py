@@ -1,0 +1,1 @@
+"""Alembic migrations of the results database; `runner` applies them (see pipelines.db)."""

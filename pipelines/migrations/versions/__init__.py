@@ -1,0 +1,1 @@
+"""Alembic revisions of the results database, one module per revision."""

@@ -1,0 +1,90 @@
+"""Screening task definitions: modality, body part, views, model and aggregation, as data.
+
+The definitions live in pipelines/screening/tasks.yaml (or the file RADFLOW_SCREENING_TASKS
+names). The nightly run reads one and needs nothing else task-specific: which studies,
+which views, how each is preprocessed, which Triton model scores it, and how view scores
+become an exam score.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from pipelines.errors import PermanentError
+
+BUILTIN = Path(__file__).with_name("tasks.yaml")
+
+
+class ScreeningTask(BaseModel):
+    """One screening task (a tasks.yaml entry)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    modality: str
+    body_part: str
+    views: tuple[str, ...]
+    view_key: Literal["laterality-position", "position"]
+    preprocessing: Literal["mammogram", "radiograph"]
+    registered_model: str
+    triton_model: str
+    aggregation: Literal["breast_mean_exam_max", "max", "mean"]
+    qc: Literal["mammography", "none"] = "none"
+    image_height: int | None = None  # model input; default RADFLOW_IMAGE_HEIGHT/WIDTH
+    image_width: int | None = None
+
+    @model_validator(mode="after")
+    def _views_match_the_key(self) -> ScreeningTask:
+        if not self.views:
+            raise ValueError("a task needs at least one view")
+        paired = [v for v in self.views if "-" in v]
+        if self.view_key == "laterality-position" and len(paired) != len(self.views):
+            raise ValueError(f"views {list(self.views)} must be LATERALITY-POSITION, e.g. R-CC")
+        if self.aggregation == "breast_mean_exam_max" and self.view_key != "laterality-position":
+            raise ValueError("breast_mean_exam_max needs views with a laterality")
+        return self
+
+
+def parse(definitions: Mapping[str, object], source: str) -> dict[str, ScreeningTask]:
+    """Tasks by name from a parsed tasks file.
+
+    Raises:
+        PermanentError: the file has no `tasks` mapping or a definition is invalid (named).
+    """
+    tasks = definitions.get("tasks") if isinstance(definitions, Mapping) else None
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise PermanentError(f"{source}: expected a non-empty `tasks:` mapping")
+    out = {}
+    for name, body in tasks.items():
+        try:
+            out[str(name)] = ScreeningTask(name=str(name), **dict(body or {}))
+        except (ValidationError, TypeError) as exc:
+            raise PermanentError(f"{source}: screening task {name!r} is invalid: {exc}") from exc
+    return out
+
+
+@functools.cache
+def load(path: Path = BUILTIN) -> dict[str, ScreeningTask]:
+    import yaml
+
+    return parse(yaml.safe_load(path.read_text()), str(path))
+
+
+def get_task(name: str) -> ScreeningTask:
+    """The named task from the configured tasks file.
+
+    Raises:
+        PermanentError: no such task (the known ones are listed).
+    """
+    from pipelines.config import get_settings
+
+    tasks = load(get_settings().screening_tasks_file or BUILTIN)
+    if name not in tasks:
+        raise PermanentError(f"unknown screening task {name!r}: defined are {', '.join(sorted(tasks))}")
+    return tasks[name]

@@ -1,0 +1,46 @@
+"""Registered model versions with known weights, for serving and screening tests.
+
+Each version is a small seeded classifier, exported to ONNX and registered as training
+registers one (ONNX artifact, `onnx_sha256`, `operating_point` and `suspicion_cuts`
+tags), so every served answer can be compared with onnxruntime on the same file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.integration.stack import Stack
+
+
+def register_versions(stack: Stack, name: str, sizes: list[tuple[int, int]], folder: Path,
+                      operating_point: float = 0.5) -> dict[int, Path]:
+    """Register one version per (height, width) in `sizes` (seeds 1, 2, ...); {version: ONNX file}."""
+    import torch
+
+    import mlflow
+    from pipelines.serving.onnx_export import export, sha256
+    from pipelines.training.model import ViewClassifier
+
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    client = mlflow.MlflowClient()
+    client.create_registered_model(name)
+    mlflow.set_experiment(f"{name}-tests")
+    files = {}
+    for seed, (h, w) in enumerate(sizes, start=1):
+        torch.manual_seed(seed)
+        path = folder / name / str(seed) / "model.onnx"
+        path.parent.mkdir(parents=True)
+        example = np.random.default_rng(seed).random((2, 1, h, w), np.float32)
+        export(ViewClassifier(width=4).eval(), example, path)
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(path), "onnx")
+        mv = client.create_model_version(name, f"{run.info.artifact_uri}/onnx", run.info.run_id)
+        cuts = [round(float(c), 6) for c in np.linspace(0.1, 0.9, 9)]
+        for key, value in {"onnx_sha256": sha256(path), "operating_point": str(operating_point),
+                           "suspicion_cuts": json.dumps(cuts)}.items():
+            client.set_model_version_tag(name, mv.version, key, value)
+        files[int(mv.version)] = path
+    return files
