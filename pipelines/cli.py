@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "urllib3", "great_expectations", "alembic", "pynetdicom"):
+    for noisy in ("httpx", "urllib3", "great_expectations", "alembic", "pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from pipelines.registry.client import quiet_mlflow
 

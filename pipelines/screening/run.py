@@ -112,9 +112,9 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResu
             with timer("write_back"):
                 written = publish.write_back(client, spec, deployed, prepared, rows, heatmaps)
         with timer("worklist"):
+            # the shadow stays off the radiologists' page: its agreement is in the run's output
             pages = publish.worklist(spec, study_date, deployed, prepared, rows, heatmaps, reason,
-                                     client.url, dataclasses.asdict(agreement) if agreement else None,
-                                     len(held))
+                                     client.url, None, len(held))
         notified = 0
         if notify:  # the DAG notifies in its own retried task instead
             with timer("notify"):

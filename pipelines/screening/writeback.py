@@ -253,6 +253,11 @@ def write_back(client: OrthancClient, finding: ExamFinding) -> WriteBackResult:
             rejects one (status not Success/AlreadyStored).
         OrthancUnavailable: Orthanc did not answer (retry: the next run completes it).
     """
+    # highdicom logs source UIDs at INFO ("copy Patient-related attributes from dataset
+    # <SOPInstanceUID>"): never let its INFO reach a log, whatever the log level is
+    quiet = logging.getLogger("highdicom")
+    if quiet.getEffectiveLevel() < logging.WARNING:
+        quiet.setLevel(logging.WARNING)
     uids, objects = build(finding)
     stored, study_ids = 0, set()
     for ds in objects:

@@ -1,0 +1,91 @@
+"""Screening task definitions and the scoring rules: discounted views, suspicion, flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.domain import QC_CODES, QcFlag, ViewQc
+from pipelines.errors import PermanentError
+from pipelines.screening import scoring, tasks
+from pipelines.screening.results import ExamRow, ViewRow, device_rates
+from pipelines.training.aggregate import suspicion_cuts
+
+MAMMO = tasks.load()["mammo"]
+CHEST = tasks.load()["cxr-nodule"]
+
+
+def test_the_builtin_tasks_define_mammography_and_a_chest_xray_task() -> None:
+    assert (MAMMO.modality, MAMMO.views, MAMMO.aggregation) == (
+        "MG", ("R-CC", "L-CC", "R-MLO", "L-MLO"), "breast_mean_exam_max")
+    assert (CHEST.modality, CHEST.body_part, CHEST.views, CHEST.triton_model) == (
+        "DX", "CHEST", ("PA",), "cxr_nodule")
+
+
+def test_an_invalid_task_is_refused_naming_it(tmp_path: Path) -> None:
+    bad = {"tasks": {"knee": {"modality": "CR", "body_part": "KNEE", "views": ["AP"],
+                              "view_key": "position", "preprocessing": "radiograph",
+                              "registered_model": "knee", "triton_model": "knee",
+                              "aggregation": "breast_mean_exam_max"}}}
+    with pytest.raises(PermanentError, match="screening task 'knee' is invalid"):
+        tasks.parse(bad, "tasks.yaml")
+    with pytest.raises(PermanentError, match="non-empty `tasks:`"):
+        tasks.parse({"task": {}}, "tasks.yaml")
+
+
+def test_an_unknown_task_lists_the_known_ones(isolated_settings: Path) -> None:
+    with pytest.raises(PermanentError, match="defined are cxr-nodule, mammo"):
+        tasks.get_task("knee")
+
+
+def test_flagged_views_are_left_out_of_the_exam_score() -> None:
+    views = {"R-CC": 0.9, "R-MLO": 0.8, "L-CC": 0.1, "L-MLO": 0.2}
+    assert scoring.exam_score(MAMMO, views, []) == (pytest.approx(0.85), False)
+    # the right breast is then its MLO alone; the exam is still the higher breast
+    assert scoring.exam_score(MAMMO, views, ["R-CC"]) == (pytest.approx(0.8), False)
+    assert scoring.exam_score(MAMMO, views, ["R-CC", "R-MLO"]) == (pytest.approx(0.15), False)
+    # every view flagged: scored on all of them, and said so
+    assert scoring.exam_score(MAMMO, views, list(views)) == (pytest.approx(0.85), True)
+    assert scoring.exam_score(CHEST, {"PA": 0.4}, []) == (0.4, False)
+
+
+def test_suspicion_follows_the_validation_deciles() -> None:
+    validation = np.linspace(0.0, 1.0, 101)
+    cuts = suspicion_cuts(validation)
+    assert len(cuts) == 9 and cuts == sorted(cuts)
+    assert [scoring.suspicion(s, cuts) for s in (0.0, 0.05, 0.15, 0.5, 0.95, 1.0)] == [1, 1, 2, 6, 10, 10]
+    levels = [scoring.suspicion(s, cuts) for s in np.random.default_rng(0).random(10_000)]
+    assert np.bincount(levels)[1:].min() > 800  # about a tenth of a like population each
+
+
+def test_a_version_without_calibration_is_refused() -> None:
+    with pytest.raises(PermanentError, match="retrain"):
+        scoring.parse_cuts("")
+    with pytest.raises(PermanentError, match="9 ascending"):
+        scoring.parse_cuts(json.dumps([0.5, 0.1]))
+    assert scoring.parse_cuts(json.dumps([i / 10 for i in range(1, 10)]))[0] == 0.1
+
+
+def test_flags_by_operating_point_or_by_reading_capacity() -> None:
+    scores = np.array([0.2, 0.9, 0.55, 0.7, 0.1])
+    flagged, why = scoring.flags(scores, 0.6, None)
+    assert flagged.tolist() == [False, True, False, True, False] and why == "operating point"
+    flagged, why = scoring.flags(scores, 0.6, 3)
+    assert flagged.tolist() == [False, True, True, True, False] and why == "reading capacity (top 3)"
+    assert scoring.flags(scores, 0.6, 0)[0].sum() == 0
+
+
+def test_artifact_rates_are_counted_per_device_and_code() -> None:
+    flag = QcFlag("motion_blur", "motion blur: 0.5 below 0.8", 0.5)
+    views = (ViewRow("R-CC", 0.1, ViewQc("R-CC", {}, (flag,)), "GE Senographe"),
+             ViewRow("L-CC", 0.1, ViewQc("L-CC", {}), "GE Senographe"))
+    other = (ViewRow("R-CC", 0.1, ViewQc("R-CC", {}), "HOLOGIC Selenia"),)
+    rows = device_rates("2026-10-12", [ExamRow("a", 0.1, 1, False, views, False),
+                                       ExamRow("b", 0.1, 1, False, other, False)])
+    assert len(rows) == 2 * len(QC_CODES)  # every code on record, zeros included
+    blur = next(r for r in rows if r["device"] == "GE Senographe" and r["code"] == "motion_blur")
+    assert (blur["views"], blur["flagged"], blur["rate"]) == (2, 1, 0.5)
+    assert all(r["flagged"] == 0 for r in rows if r["device"] == "HOLOGIC Selenia")
