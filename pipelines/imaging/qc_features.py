@@ -9,6 +9,7 @@ on the working resolution; intensities are shares of the display range.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -18,6 +19,9 @@ CLIP_MARGIN = 0.01
 METAL_LEVEL = 0.97
 # ... and this share of its pixels are at the display maximum (bright tissue varies).
 METAL_FLAT = 0.95
+# Fine detail must stand this far above the noise's share of the fine band (its estimate
+# is good to a few percent) before its directions are compared.
+MIN_DETAIL = 0.1
 # A spectral peak is compared with the median power of this many neighbouring frequencies.
 PEAK_NEIGHBOURS = 15
 
@@ -101,35 +105,83 @@ def bright_object(
     return best
 
 
-def sharpness(work: np.ndarray, interior: np.ndarray) -> tuple[float, float]:
-    """Fine detail of the breast: how much, and how evenly in every direction.
+def sharpness(work: np.ndarray, interior: np.ndarray, scale: float = 1.0) -> tuple[float, float]:
+    """Fine detail of the breast above the noise: how much, and how evenly in every direction.
 
-    The fine band of the image (smoothed over 1 pixel minus smoothed over 3, which drops
-    pixel noise and the coarse glandular pattern that blur barely changes) is
-    differentiated and its gradients averaged into a structure tensor over the breast
-    interior. Motion smears detail along the direction of motion: the gradient energy in
-    that direction falls while the perpendicular one stays.
+    The fine band of the image (smoothed over `scale` pixels minus smoothed over twice
+    that, which drops most pixel noise and the coarse glandular pattern that blur barely
+    changes) is differentiated and its gradients averaged into a structure tensor over the
+    breast interior. Motion smears detail along the direction of motion: the gradient
+    energy in that direction falls while the perpendicular one stays.
+
+    The band is tied to the anatomy, not to the detector: `scale` is the image height over
+    512 rows, so the band is about 0.5-1 mm on any 24-29 cm detector at any matrix size
+    (never finer than 0.7 pixel). Pixel noise is added after any motion, equally in every
+    direction, and on a noisy or finely sampled detector it can outweigh the tissue detail
+    in the band and hide the blur; so the noise's expected share of each direction's
+    energy (white noise of the variance `noise_variance` measures, through the same
+    filters) is subtracted before the directions are compared.
+
+    Args:
+        work: the scaled canonical image at measuring resolution.
+        interior: the breast interior to average over.
+        scale: the image height over 512 rows (sets the band in pixels).
 
     Returns:
-        (sharpness, balance): the mean fine-band gradient energy over the fine-band
-        variance (falls with blur in any direction), and the smaller over the larger
-        eigenvalue of the tensor (1 for detail alike in every direction, low for
-        directional blur). (1, 1) when the interior is too small to measure.
+        (sharpness, balance): the noise-free fine-band gradient energy over the noise-free
+        fine-band variance (falls with blur in any direction), and the smaller over the
+        larger eigenvalue of the noise-free tensor (1 for detail alike in every direction,
+        low for directional blur). (1, 1) when the interior is too small to measure, and
+        balance 1 when no detail stands above the noise.
     """
     from scipy import ndimage
 
     if interior.sum() < 100:
         return 1.0, 1.0
-    band = ndimage.gaussian_filter(work, 1.0) - ndimage.gaussian_filter(work, 3.0)
+    fine, coarse = max(0.7, scale), max(1.4, 2.0 * scale)
+    band = ndimage.gaussian_filter(work, fine) - ndimage.gaussian_filter(work, coarse)
     gy, gx = np.gradient(band)
     gx, gy = gx[interior], gy[interior]
-    xx, yy, xy = float(np.mean(gx * gx)), float(np.mean(gy * gy)), float(np.mean(gx * gy))
+    noise = noise_variance(work, interior)
+    gradient_gain, band_gain = _white_noise_gains(round(fine, 3), round(coarse, 3))
+    xx = max(float(np.mean(gx * gx)) - noise * gradient_gain, 0.0)
+    yy = max(float(np.mean(gy * gy)) - noise * gradient_gain, 0.0)
+    xy = float(np.mean(gx * gy))  # white noise adds nothing here (its kernels are odd)
     half_trace, det = (xx + yy) / 2.0, xx * yy - xy * xy
     spread = float(np.sqrt(max(half_trace * half_trace - det, 0.0)))
-    variance = float(np.var(band[interior]))
-    if variance <= 1e-12 or half_trace <= 1e-12:
-        return 1.0, 1.0
-    return half_trace / variance, (half_trace - spread) / (half_trace + spread)
+    variance = float(np.var(band[interior])) - noise * band_gain
+    if variance <= 1e-12 or half_trace + spread <= MIN_DETAIL * noise * gradient_gain:
+        return 1.0, 1.0  # nothing above the noise (to within its estimate): nothing to compare
+    return half_trace / variance, max(half_trace - spread, 0.0) / (half_trace + spread)
+
+
+# Immerkaer's kernel: blind to planes and nearly so to smooth tissue; its response to white
+# noise of variance v has variance 36 v (the sum of its squared weights).
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def noise_variance(work: np.ndarray, interior: np.ndarray) -> float:
+    """The variance of the pixel noise over the breast interior (a robust estimate: the
+    median absolute response of `_NOISE_KERNEL`, so edges and specks do not inflate it)."""
+    from scipy import ndimage
+
+    response = ndimage.convolve(work, _NOISE_KERNEL, mode="nearest")[interior]
+    deviation = float(np.median(np.abs(response))) / 0.6745  # the sd of a normal variable
+    return deviation * deviation / 36.0
+
+
+@functools.lru_cache(maxsize=32)
+def _white_noise_gains(fine: float, coarse: float) -> tuple[float, float]:
+    """(gradient, band): the variance of one gradient component and of the band that
+    `sharpness` computes from white noise of unit variance (its filters' squared weights)."""
+    from scipy import ndimage
+
+    half = int(np.ceil(4.0 * coarse)) + 2
+    impulse = np.zeros((2 * half + 1, 2 * half + 1))
+    impulse[half, half] = 1.0
+    band = ndimage.gaussian_filter(impulse, fine) - ndimage.gaussian_filter(impulse, coarse)
+    _, gx = np.gradient(band)
+    return float(np.sum(gx * gx)), float(np.sum(band * band))
 
 
 def grid_peak(norm: np.ndarray, body: np.ndarray) -> tuple[float, float]:

@@ -47,7 +47,7 @@ def night(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The night's exams in Orthanc (half with one planted artifact) and a deployed champion."""
     files = register_versions(stack, "mammo-screening", [(128, 96)], tmp_path_factory.mktemp("onnx"))
     assert list(files) == [1]
-    synth = stack.radflow("synth", "--exams", str(EXAMS), "--date", NIGHT, "--site", "general",
+    synth = stack.radflow("synth", "--exams", str(EXAMS), "--date", NIGHT, "--site", "north",
                           "--seed", "31", "--scale", "0.25", "--artifact-rate", "0.5")
     stack.radflow("synth", "--exams", "2", "--date", DOWN_NIGHT, "--site", "north", "--seed", "32")
     stack.wait_stable()
