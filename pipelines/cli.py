@@ -38,6 +38,7 @@ def _synth(args: argparse.Namespace) -> Any:
         push=not args.no_push, out_dir=Path(args.out) if args.out else None,
         positive_rate=args.positive_rate, scale=args.scale,
         burned_in_text_rate=args.burned_in_text_rate, artifact_rate=args.artifact_rate,
+        vendor=args.vendor, detector_degradation=args.detector_degradation,
     )
 
 
@@ -120,6 +121,25 @@ def _screen(args: argparse.Namespace) -> Any:
     return run.run(study_date=args.date, task=args.task)
 
 
+def _monitor(args: argparse.Namespace) -> Any:
+    from pipelines.monitoring import run
+
+    return run.run(study_date=args.date, task=args.task)
+
+
+def _check_integrity(args: argparse.Namespace) -> Any:
+    from pipelines.monitoring import run
+
+    return run.check_integrity(args.date)
+
+
+def _monitor_reference(args: argparse.Namespace) -> Any:
+    from pipelines.config import get_settings
+    from pipelines.monitoring import reference
+
+    return reference.build_for_version(args.model or get_settings().registered_model, args.version)
+
+
 def _db(args: argparse.Namespace) -> Any:
     from pipelines import db
     from pipelines.config import get_settings
@@ -176,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact-rate", type=float, default=0.0,
                    help="share of exams with one image artifact (foreign object, motion blur, grid "
                         "lines, clipped exposure, missing pectoral muscle) in one view")
+    p.add_argument("--vendor", default=None,
+                   help="image with this vendor's unit instead of the site's (hologic, ge, "
+                        "siemens, fujifilm); the site's population stays")
+    p.add_argument("--detector-degradation", type=float, default=0.0,
+                   help="0-1: ageing detector on the same unit (more noise, less contrast, "
+                        "gain non-uniformity)")
 
     p = add("ingest", _ingest, "ingest studies new since the last Orthanc /changes watermark")
     p.add_argument("--limit", type=int, default=None, help="at most this many studies")
@@ -246,6 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
             "worklist, notification")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
     p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
+
+    p = add("monitor", _monitor, "one screened night against the champion's validation data: "
+            "metadata, image, embedding, prediction and artifact-rate drift, sustained-drift alert, report")
+    p.add_argument("--date", required=True, help="study date YYYY-MM-DD (screened already)")
+    p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
+
+    p = add("check-integrity", _check_integrity, "every model file in Triton's repository against its "
+            "registered SHA-256; unknown models reported")
+    p.add_argument("--date", help="the day the check is recorded under (default today)")
+
+    p = add("monitor-reference", _monitor_reference, "build and log the monitoring reference of a "
+            "version registered before monitoring existed (from its validation split)")
+    p.add_argument("--version", required=True, help="registered version")
+    p.add_argument("--model", help="registered model name (default RADFLOW_REGISTERED_MODEL)")
 
     p = add("synth-chest", _synth_chest, "synthetic chest radiographs (DX, PA) into Orthanc, for the "
             "cxr-nodule screening task")

@@ -101,6 +101,16 @@ class RadflowSettings(BaseSettings):
     notify_email_to: str = ""  # comma-separated recipients; empty = no e-mail
     notify_smtp_conn_id: str = "smtp_default"  # Airflow connection of the mail server
     notify_worklist_base_url: str | None = None  # where worklists_dir is served; None = file paths
+    # Monitoring (pipelines/monitoring): drift of a night against the champion's validation
+    # data, judged per family with Benjamini-Hochberg over all of the night's tests.
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1)  # q-value below which a test has drifted
+    drift_psi_max: float = Field(default=0.25, gt=0)  # PSI reported above this (informational)
+    drift_window_nights: int = Field(default=3, ge=1)  # sustained: min_nights of the last window
+    drift_min_nights: int = Field(default=2, ge=1)  # a single noisy night never alerts
+    drift_min_exams: int = Field(default=20, ge=1)  # nights with fewer exams are not judged
+    drift_cooldown_nights: int = Field(default=7, ge=0)  # no second alert this soon after one
+    drift_qc_history_nights: int = Field(default=30, ge=1)  # a device's artifact-rate baseline
+    monitoring_schedule: str = "0 6 * * *"  # cron, hospital_timezone: after the night's screening
     download_workers: int = 4
     ingest_workers: int = 2  # processes that download, decode and preprocess studies
 
@@ -123,6 +133,10 @@ class RadflowSettings(BaseSettings):
     @property
     def mlflow_artifacts_dir(self) -> Path:
         return self.state / "mlflow" / "artifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state / "reports"
 
     @property
     def orthanc_storage_dir(self) -> Path:

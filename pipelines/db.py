@@ -205,6 +205,65 @@ qc_device_rates = sa.Table(
 )
 
 
+# Monitoring (pipelines/monitoring): one row per monitored night and model version.
+monitoring_runs = sa.Table(
+    "monitoring_runs",
+    metadata,
+    sa.Column("run_id", sa.String(96), primary_key=True),  # task/study_date/model_version
+    sa.Column("task", sa.String(32), nullable=False),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("exams", sa.Integer, nullable=False),
+    sa.Column("reference_exams", sa.Integer, nullable=False),
+    sa.Column("judged", sa.Boolean, nullable=False),
+    sa.Column("drifted_families", sa.JSON, nullable=False),
+    sa.Column("sustained_families", sa.JSON, nullable=False),
+    sa.Column("alert", sa.Boolean, nullable=False),
+    sa.Column("alert_reason", sa.Text, nullable=True),
+    sa.Column("integrity_ok", sa.Boolean, nullable=True),
+    sa.Column("report", sa.String(512), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+# The drift time series: every test of every monitored night (records.DriftTest).
+drift_metrics = sa.Table(
+    "drift_metrics",
+    metadata,
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("family", sa.String(16), primary_key=True),
+    sa.Column("feature", sa.String(192), primary_key=True),
+    sa.Column("test", sa.String(16), primary_key=True),
+    sa.Column("statistic", sa.Float, nullable=False),
+    sa.Column("p_value", sa.Float, nullable=True),
+    sa.Column("q_value", sa.Float, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("reference_n", sa.Integer, nullable=False),
+    sa.Column("current_n", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+# Model-file integrity of what Triton serves, checked daily (records.IntegrityRow).
+integrity_checks = sa.Table(
+    "integrity_checks",
+    metadata,
+    sa.Column("check_date", sa.String(10), primary_key=True),
+    sa.Column("triton_model", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),
+    sa.Column("expected_sha256", sa.String(64), nullable=False),
+    sa.Column("actual_sha256", sa.String(64), nullable=False),
+    sa.Column("registered", sa.String(192), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 @functools.cache
 def engine_for(url: str) -> Engine:
     """A pooled engine for `url`, its database migrated to the head revision on first use.

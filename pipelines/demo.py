@@ -2,7 +2,8 @@
 
 Stack up; synthetic exams for the training dates into Orthanc; `retrain_mammo_model`;
 `deploy_mammo_model` with a named approver; tonight's exams; `screen_daily_mammograms`;
-then the URLs, the worklist and a one-screen summary.
+`monitor_mammo_model` (integrity, drift against the champion's validation data, report);
+then the URLs, the worklist, the monitoring report and a one-screen summary.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def run(exams: int = 200, days: int = 2, seed: int = 7) -> dict[str, Any]:
     step("wait for stable studies", wait_until_stable)
     logical = f"{(dt.date.fromisoformat(night_date) + dt.timedelta(days=1)).isoformat()}T02:00:00+00:00"
     screen = step("dag screen_daily_mammograms", runner.dags_test, "screen_daily_mammograms", logical)
+    morning = f"{(dt.date.fromisoformat(night_date) + dt.timedelta(days=1)).isoformat()}T06:00:00+00:00"
+    monitor = step("dag monitor_mammo_model", runner.dags_test, "monitor_mammo_model", morning)
     summary = _summary(stack, night_date, night_exams, training, timings, started)
-    summary["dag_runs"] = [retrain, deploy, screen]
+    summary["dag_runs"] = [retrain, deploy, screen, monitor]
     print(_render(summary), file=sys.stderr)
     return summary
 
@@ -94,6 +97,7 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
         "orthanc": stack["services"]["orthanc"]["url"], "mlflow": stack["services"]["mlflow"]["url"],
         "triton": stack["services"]["triton"]["http_url"],
         "worklist": str(s.worklists_dir / "mammo" / night / "index.html"),
+        "monitoring_report": str(s.reports_dir / "monitoring" / "mammo" / night / "index.html"),
         "training_exams": sum(n for _, n in training), "screened_date": night,
         "screened_exams": len({r["exam_id"] for r in rows if r["model_version"] == dep.model_version}),
         "synthesized_tonight": night_exams,
@@ -114,6 +118,7 @@ def _render(summary: dict[str, Any]) -> str:
         f"screened         {summary['screened_exams']} exams of {summary['screened_date']}, "
         f"{summary['flagged']} flagged",
         f"worklist         {summary['worklist']}",
+        f"monitoring       {summary['monitoring_report']}",
         "timings (s)      " + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items()),
         f"wall clock       {summary['wall_clock_s']} s",
         "stop the stack with: radflow stack down",

@@ -177,6 +177,36 @@ class ShadowAgreement:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitorResult(StageResult):
+    """One monitored night: its drift verdict against the reference and the alert decision."""
+
+    date: str
+    task: str
+    model_name: str
+    model_version: str
+    exams: int
+    reference_exams: int
+    judged: bool  # False: too few exams to judge (RADFLOW_DRIFT_MIN_EXAMS)
+    tests: int
+    drifted_tests: int
+    drifted_families: list[str]
+    sustained_families: list[str]
+    alert: bool  # sustained drift starts tonight: notify and retrain (asset mammo_data_drift)
+    alert_reason: str
+    integrity_ok: bool | None  # the day's model-file integrity check (None: not run yet)
+    report: str
+    notified: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegrityResult(StageResult):
+    date: str
+    ok: bool
+    counts: dict[str, int]
+    problems: list[dict[str, str]]  # triton_model, version, status, detail
+
+
+@dataclasses.dataclass(frozen=True)
 class ScreenResult(StageResult):
     date: str
     exams: int

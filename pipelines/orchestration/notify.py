@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipelines.screening.notify import Notice
+    from pipelines.screening.notify import Message
 
 
-def send_email(notice: Notice, to: Sequence[str], conn_id: str) -> None:
+def send_email(notice: Message, to: Sequence[str], conn_id: str) -> None:
     """E-mail the notice (subject and HTML body) to `to`.
 
     Raises:

@@ -47,3 +47,47 @@ def previous_day(logical_date: dt.datetime, override: str | None) -> str:
 
     local = logical_date.astimezone(ZoneInfo(get_settings().hospital_timezone))
     return (local.date() - dt.timedelta(days=1)).isoformat()
+
+
+def monitoring_schedule() -> tuple[str, str]:
+    """(cron, first night YYYY-MM-DD) of the daily monitoring, from the settings."""
+    from pipelines.config import get_settings
+
+    s = get_settings()
+    return s.monitoring_schedule, s.screening_start_date
+
+
+def retrain_if_alerted(monitor: dict[str, Any]) -> dict[str, Any]:
+    """The task carrying the `mammo_data_drift` outlet: it succeeds (and so emits the asset
+    that starts retraining) only when the night raised a sustained-drift alert, and e-mails
+    the alert when recipients are configured; otherwise it is skipped and emits nothing."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if not monitor.get("alert"):
+        raise AirflowSkipException(f"no sustained drift on {monitor.get('date')}: "
+                                   f"{monitor.get('alert_reason', '')}")
+    from pipelines.config import get_settings
+    from pipelines.monitoring.notify import MonitoringNotice
+    from pipelines.orchestration.notify import send_email
+
+    s = get_settings()
+    to = [a.strip() for a in s.notify_email_to.split(",") if a.strip()]
+    if to:
+        send_email(MonitoringNotice(
+            id=f"drift/{monitor['task']}/{monitor['date']}/{monitor['model_version']}", kind="drift",
+            task=monitor["task"], date=monitor["date"], model_version=monitor["model_version"],
+            summary=f"sustained drift, retraining: {monitor['alert_reason']}", details=(),
+            report=monitor["report"]), to, s.notify_smtp_conn_id)
+    return {"date": monitor["date"], "sustained_families": monitor["sustained_families"], "emailed": len(to)}
+
+
+def fail_unless_ok(result: dict[str, Any]) -> dict[str, Any]:
+    """Fail the integrity task (red in the UI, after the rows were stored and notified)
+    when a model file is not the approved one or an unknown model is served."""
+    if result.get("ok"):
+        return result
+    from airflow.sdk.exceptions import AirflowFailException
+
+    problems = "; ".join(f"{p['triton_model']}/{p['version'] or '-'}: {p['status']}"
+                         for p in result.get("problems", []))
+    raise AirflowFailException(f"model-file integrity check failed: {problems}")

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipelines.errors import PermanentError, TransientError
 
@@ -31,6 +31,19 @@ log = logging.getLogger(__name__)
 
 class NotificationFailed(TransientError):
     """The webhook or mail server did not take the notice; a retry may."""
+
+
+class Message(Protocol):
+    """What the webhook and the e-mail send: a night's notice or a monitoring alert."""
+
+    @property
+    def id(self) -> str: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+    def subject(self) -> str: ...
+
+    def html(self) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +121,7 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def send_webhook(url: str, notice: Notice, timeout_s: float = 10.0) -> int:
+def send_webhook(url: str, notice: Message, timeout_s: float = 10.0) -> int:
     """POST the notice as JSON; returns the receiver's HTTP status (2xx).
 
     Raises:
@@ -136,8 +149,7 @@ def send_webhook(url: str, notice: Notice, timeout_s: float = 10.0) -> int:
         reason = getattr(exc, "reason", exc)
         raise NotificationFailed(f"webhook {_where(url)} did not take notice {notice.id} within "
                                  f"{timeout_s} s: {reason}") from exc
-    log.info("notify: webhook %s took %s (%d flagged), HTTP %d", _where(url), notice.id,
-             len(notice.flagged), status)
+    log.info("notify: webhook %s took %s, HTTP %d", _where(url), notice.id, status)
     return status
 
 

@@ -4,9 +4,11 @@ Stages, each timed (`stage_seconds` in the output and the run record):
 collect (Orthanc: the date's studies of the task's modality, views checked, preprocessed,
 image QC) -> score (Triton, in batches: probability and heatmap per view) -> aggregate
 (QC-flagged views discounted, exam score, suspicion 1-10 on the validation deciles, flag
-by operating point or reading capacity) -> shadow (when deployed) -> store (one database
-transaction) -> write_back (DICOM SR and heatmap secondary captures into each study) ->
-worklist (the night's page, CSV, JSON, the index) -> notify (flagged exams).
+by operating point or reading capacity) -> shadow (when deployed) -> features (what
+monitoring compares: metadata, image statistics, embeddings) -> store (one database
+transaction, then the night's monitoring features) -> write_back (DICOM SR and heatmap
+secondary captures into each study) -> worklist (the night's page, CSV, JSON, the index)
+-> notify (flagged exams).
 
 Nothing is stored before every view is scored: a night with Triton down fails before its
 first write and its retry starts clean. Every write is keyed (exam, model version; study
@@ -25,6 +27,7 @@ import numpy as np
 
 from pipelines.config import get_settings
 from pipelines.domain import ScreenResult
+from pipelines.monitoring import capture
 from pipelines.pacs.client import OrthancClient
 from pipelines.screening import collect, publish, results, scoring, shadow
 from pipelines.screening.notify import announce
@@ -107,8 +110,11 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResu
             with timer("shadow"):
                 agreement = shadow.score(triton, s.triton_batch_size, images, rows, study_date,
                                          deployed, spec)
+            with timer("features"):  # for monitoring: metadata, image statistics, embeddings
+                night = capture.night_frame(prepared, rows, images, capture.model_file(deployed))
             with timer("store"):
                 results.store(rid, spec.name, study_date, deployed.model_version, reason, rows)
+                capture.write_night(spec.name, study_date, deployed.model_version, night)
             with timer("write_back"):
                 written = publish.write_back(client, spec, deployed, prepared, rows, heatmaps)
         with timer("worklist"):

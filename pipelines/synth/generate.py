@@ -14,7 +14,14 @@ from pipelines.synth.dicom import MG_FOR_PRESENTATION, mg_dataset, patient_study
 from pipelines.synth.exams import ExamPlan, plan_exam
 from pipelines.synth.images import render_view
 from pipelines.synth.report import report_text
-from pipelines.synth.sites import Geometry, VendorProfile, geometry_for, profile_for_site
+from pipelines.synth.sites import (
+    Geometry,
+    VendorProfile,
+    degraded,
+    geometry_for,
+    profile_by_key,
+    profile_for_site,
+)
 from pipelines.synth.sr import sr_dataset
 
 if TYPE_CHECKING:
@@ -103,6 +110,8 @@ def iter_exams(
     start: int = 0,
     burned_in_text_rate: float = 0.0,
     artifact_rate: float = 0.0,
+    vendor: str | None = None,
+    detector_degradation: float = 0.0,
 ) -> Iterator[SynthExam]:
     """Exams `start .. exams-1` of the batch (seed, site, study_date), generated lazily.
 
@@ -120,6 +129,12 @@ def iter_exams(
             MRN and birth date burned into its pixels (BurnedInAnnotation still says NO).
         artifact_rate: probability that one view of an exam has an image artifact
             (`ExamPlan.artifacts` names the view and the QC code).
+        vendor: image with this vendor's unit ("hologic", "ge", "siemens", "fujifilm")
+            instead of the site's own: the patients and findings stay the site's, the
+            pixels and DICOM headers become the other unit's (a replaced unit).
+        detector_degradation: 0 (healthy) to 1: the same unit and headers with an ageing
+            detector: noise x (1 + 2 D), contrast x (1 - 0.25 D) and a smooth gain
+            non-uniformity of about 0.12 D, fixed per site.
 
     Returns:
         An iterator of SynthExam, one at a time; nothing is kept between exams.
@@ -139,7 +154,8 @@ def iter_exams(
         )
     if not 0.0 < scale <= 1.0:
         raise PermanentError(f"scale must be in (0, 1], got {scale}")
-    profile = profile_for_site(site)
+    unit = profile_for_site(site) if vendor is None else profile_by_key(vendor)
+    profile = degraded(unit, detector_degradation)
     geometry = geometry_for(profile, scale)
     plans = (
         plan_exam(seed, site, iso_date, index, pool, positive_rate, burned_in_text_rate,

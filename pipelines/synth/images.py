@@ -8,7 +8,9 @@ inverse. Texture and lesion streams are independent, so the same exam drawn with
 findings differs only inside the lesions. A view listed in the plan's `burned_in_text` gets
 the patient's name, MRN and birth date written into the air above the breast, readable in
 the stored image, as a modality that burns in annotations would. A view the plan lists in
-`artifacts` gets that artifact drawn in (`pipelines.synth.artifacts`).
+`artifacts` gets that artifact drawn in (`pipelines.synth.artifacts`). A degraded detector
+(`VendorProfile.detector_degradation`) multiplies the signal by a smooth gain field that
+belongs to the site's unit, so it sits at the same detector pixels every day.
 """
 
 from __future__ import annotations
@@ -138,12 +140,45 @@ def tissue(
     return att, mask
 
 
+@functools.lru_cache(maxsize=16)
+def detector_gain(site: str, profile: VendorProfile, rows: int, cols: int) -> np.ndarray | None:
+    """The multiplicative gain field of a site's detector, in stored orientation, or None.
+
+    A bicubic surface through a 4x4 grid of random values drawn from (site, vendor):
+    low-frequency, the same every day and at every scale, mean 1 and peak-to-peak
+    `profile.gain_nonuniformity`. None for a healthy detector, so its images are unchanged.
+    """
+    from scipy.interpolate import RectBivariateSpline
+
+    amplitude = profile.gain_nonuniformity
+    if amplitude <= 0.0:
+        return None
+    knots = np.linspace(0.0, 1.0, 4)
+    values = rng_for("detector-gain", site.lower(), profile.key).standard_normal((4, 4))
+    surface = RectBivariateSpline(knots, knots, values)(
+        np.linspace(0.0, 1.0, rows), np.linspace(0.0, 1.0, cols)
+    )
+    field = (surface - surface.mean()) / max(float(np.ptp(surface)), 1e-9)
+    gain = (1.0 + amplitude * field).astype(np.float32)
+    gain.setflags(write=False)
+    return gain
+
+
 def to_stored(
-    att: np.ndarray, mask: np.ndarray, profile: VendorProfile, rng: np.random.Generator
+    att: np.ndarray,
+    mask: np.ndarray,
+    profile: VendorProfile,
+    rng: np.random.Generator,
+    gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Map attenuation to stored values of the vendor; returns (pixels, center, width)."""
+    """Map attenuation to stored values of the vendor; returns (pixels, center, width).
+
+    `gain` (same shape as `att`, in its frame) multiplies the signal before the noise.
+    """
     norm = np.clip(att / _T_MAX, 0.0, 1.0) ** profile.gamma
     value = profile.air_level + profile.signal_span * norm
+    if gain is not None:
+        value = value * gain
     value += profile.noise * rng.standard_normal(att.shape, dtype=np.float32)
     stored = np.clip(value, 0.0, 1.0) * profile.max_value
     pixels = np.rint(stored).astype(np.uint16)
@@ -189,8 +224,11 @@ def render_view(
     if artifact:
         att, saturated = planted(artifact, att, mask, shape, geometry,
                                  rng_for("artifact-draw", *plan.key, side, position))
+    gain = detector_gain(plan.site, profile, geometry.rows, geometry.cols)
+    if gain is not None and side == "R":
+        gain = gain[:, ::-1]  # the canonical frame of R views is mirrored; the detector is not
     pixels, center_value, width = to_stored(
-        att, mask, profile, rng_for("noise", *plan.key, side, position)
+        att, mask, profile, rng_for("noise", *plan.key, side, position), gain
     )
     if saturated is not None:
         artifacts.saturate(pixels, saturated, profile.max_value,

@@ -40,6 +40,8 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "n_images",
     "burned_in_text",
     "artifacts",
+    "vendor",
+    "detector_degradation",
 )
 PROGRESS_EVERY = 25
 
@@ -58,6 +60,8 @@ def run(
     progress: bool = True,
     burned_in_text_rate: float = 0.0,
     artifact_rate: float = 0.0,
+    vendor: str | None = None,
+    detector_degradation: float = 0.0,
 ) -> SynthResult:
     """Generate `exams` synthetic screening exams of one site and date.
 
@@ -79,6 +83,11 @@ def run(
         artifact_rate: probability that one view of an exam has an image artifact (foreign
             object, motion blur, grid lines, clipped exposure, missing pectoral muscle);
             the truth CSV's `artifacts` column names it as "R-MLO:motion_blur".
+        vendor: image with another vendor's unit ("hologic", "ge", "siemens", "fujifilm";
+            default: the site's own); the population stays the site's. A drift drill's
+            "vendor change"; the truth CSV's `vendor` column names the unit used.
+        detector_degradation: 0 to 1, an ageing detector on the same unit (more noise,
+            less contrast, a fixed gain non-uniformity); the truth CSV records it.
 
     Returns:
         Counts, the site and ISO date, and the path of the truth CSV
@@ -98,6 +107,7 @@ def run(
     batch = iter_exams(
         exams, iso_date, site, seed, positive_rate=positive_rate, scale=scale, patients=patients,
         burned_in_text_rate=burned_in_text_rate, artifact_rate=artifact_rate,
+        vendor=vendor, detector_degradation=detector_degradation,
     )
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(OrthancStoreClient.from_settings(settings)) if push else None
@@ -146,6 +156,8 @@ def truth_row(exam: SynthExam) -> dict[str, object]:
         "n_images": sum(1 for i in exam.instances if i.name != "report"),
         "burned_in_text": " ".join(plan.burned_in_text),
         "artifacts": " ".join(f"{view}:{code}" for view, code in plan.artifacts),
+        "vendor": exam.profile.key,
+        "detector_degradation": exam.profile.detector_degradation,
     }
 
 

@@ -3,6 +3,8 @@
 Sites differ in everything a model can notice (matrix, pixel size, intensity curve, noise,
 texture scale, MONOCHROME1 versus MONOCHROME2) and in the population they screen (the size
 of the cancers found), so fine-tuning on one site and drift between sites are real effects.
+For monitoring drills a site can also be given another vendor's unit (`profile_by_key`) or
+an ageing detector (`degraded`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+
+from pipelines.errors import PermanentError
+
+# An ageing detector at degradation D: noise x (1 + 2 D), contrast x (1 - 0.25 D) and a
+# smooth gain field whose peak-to-peak amplitude is 0.12 D.
+_NOISE_GROWTH, _CONTRAST_LOSS, _GAIN_AMPLITUDE = 2.0, 0.25, 0.12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +44,8 @@ class VendorProfile:
         signal_span: fraction of full scale the densest tissue reaches.
         noise: standard deviation of the pixel noise as a fraction of full scale.
         texture_scale: multiplier of the fibroglandular texture size in millimetres.
+        detector_degradation: 0 for a healthy detector up to 1 for a badly aged one; the
+            noise and signal_span above already include it (see `degraded`).
     """
 
     key: str
@@ -57,11 +67,17 @@ class VendorProfile:
     signal_span: float
     noise: float
     texture_scale: float
+    detector_degradation: float = 0.0
 
     @property
     def max_value(self) -> int:
         """The largest stored pixel value."""
         return int(2**self.bits_stored - 1)
+
+    @property
+    def gain_nonuniformity(self) -> float:
+        """Peak-to-peak amplitude of the detector's multiplicative gain field (0: flat)."""
+        return _GAIN_AMPLITUDE * self.detector_degradation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +207,40 @@ def profile_for_site(site: str) -> VendorProfile:
         digest = hashlib.sha256(site.lower().encode()).digest()
         key = keys[int.from_bytes(digest[:4], "big") % len(keys)]
     return PROFILES[key]
+
+
+def profile_by_key(key: str) -> VendorProfile:
+    """The vendor profile named `key` ("hologic", "ge", "siemens", "fujifilm").
+
+    Raises:
+        PermanentError: no profile has that key; the message lists the known ones.
+    """
+    profile = PROFILES.get(key.lower())
+    if profile is None:
+        raise PermanentError(f"unknown vendor {key!r}; known vendors: {', '.join(sorted(PROFILES))}")
+    return profile
+
+
+def degraded(profile: VendorProfile, degradation: float) -> VendorProfile:
+    """The same unit with an ageing detector; 0 returns `profile` itself.
+
+    Headers stay those of the unit (manufacturer, model, software, kVp range); only the
+    image changes: more noise, less contrast and a gain non-uniformity that the renderer
+    draws from `gain_nonuniformity`.
+
+    Raises:
+        PermanentError: degradation is not in [0, 1].
+    """
+    if not 0.0 <= degradation <= 1.0:
+        raise PermanentError(f"detector degradation must be in [0, 1], got {degradation}")
+    if degradation == 0.0:
+        return profile
+    return dataclasses.replace(
+        profile,
+        noise=profile.noise * (1.0 + _NOISE_GROWTH * degradation),
+        signal_span=profile.signal_span * (1.0 - _CONTRAST_LOSS * degradation),
+        detector_degradation=degradation,
+    )
 
 
 def geometry_for(profile: VendorProfile, scale: float) -> Geometry:

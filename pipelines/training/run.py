@@ -19,6 +19,7 @@ from pipelines.config import get_settings
 from pipelines.datasets import frozen
 from pipelines.domain import TrainResult
 from pipelines.errors import NoTrainingData
+from pipelines.monitoring import reference
 from pipelines.registry import lineage
 from pipelines.registry.client import mlflow_client
 from pipelines.serving.onnx_export import INPUT, ONNX_ARTIFACT_DIR, OUTPUTS
@@ -96,6 +97,8 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     example = test.images[:2]
     onnx_file, onnx_sha = _export_onnx(model, example, folder)
     mlflow.log_artifact(str(onnx_file), artifact_path=ONNX_ARTIFACT_DIR)
+    # what monitoring compares each night with: the validation exams, seen by this model file
+    reference.log_to_run(reference.build(rows["val"], splits["val"].images, onnx_file), folder / "monitoring")
     info = mlflow.pytorch.log_model(
         model, name="model", registered_model_name=registered_model, input_example=example,
         signature=signature(model, example),

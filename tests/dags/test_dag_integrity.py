@@ -38,7 +38,11 @@ EXPECTED = {
     "deploy_mammo_model": {"promote_challenger": ["deploy_champion"], "deploy_champion": []},
     "screen_daily_mammograms": {"pick_study_date": ["screen_exams"],
                                 "screen_exams": ["notify_reading_room"], "notify_reading_room": []},
+    "monitor_mammo_model": {"pick_study_date": ["check_model_integrity", "monitor_drift"],
+                            "check_model_integrity": ["monitor_drift"],
+                            "monitor_drift": ["trigger_retraining"], "trigger_retraining": []},
 }
+CATCH_UP = {"screen_daily_mammograms", "monitor_mammo_model"}  # every missed night, in order
 
 PROBE = r'''
 import json, os, sys
@@ -89,6 +93,10 @@ for dag_id, dag in bag.dags.items():
         "start_date": None if dag.start_date is None else dag.start_date.isoformat(),
         "params": {k: dag.params.get_param(k).value for k in dag.params},
         "tasks": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
+        "outlets": {t.task_id: sorted(getattr(o, "name", str(o)) for o in (t.outlets or []))
+                    for t in dag.tasks if t.outlets},
+        "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", str(t.trigger_rule))
+                          for t in dag.tasks},
     }
 print(json.dumps({
     "import_errors": {str(k): str(v)[-1500:] for k, v in bag.import_errors.items()},
@@ -219,7 +227,7 @@ def dags(parsed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_the_dag_folder_holds_the_three_dags(dags: dict[str, dict[str, Any]]) -> None:
+def test_the_dag_folder_holds_the_four_dags(dags: dict[str, dict[str, Any]]) -> None:
     assert set(dags) == set(EXPECTED)
 
 
@@ -245,7 +253,7 @@ def test_policy_owner_retries_tags_and_docs(dags: dict[str, dict[str, Any]], dag
     assert len(dag["retries"]) == 1 and dag["retries"][0] >= 0
     assert "radflow" in dag["tags"]
     assert dag["doc_md"] and len(dag["doc_md"].strip()) > 80
-    assert dag["catchup"] is (dag_id == "screen_daily_mammograms")  # missed nights are screened
+    assert dag["catchup"] is (dag_id in CATCH_UP)  # missed nights are screened and monitored
 
 
 @pytest.mark.parametrize("dag_id", list(EXPECTED))
@@ -284,6 +292,17 @@ def test_retraining_runs_weekly_and_when_monitoring_reports_drift(
     assert "0 3 * * 0" in dag["schedule"] and HOSPITAL_TZ in dag["schedule"]
     assert "mammo_data_drift" in dag["schedule"]
     assert dag["max_active_runs"] == 1
+
+
+def test_monitoring_runs_each_morning_after_screening_and_can_start_retraining(
+        dags: dict[str, dict[str, Any]]) -> None:
+    dag = dags["monitor_mammo_model"]
+    assert dag["schedule"] == "0 6 * * *" and dag["timezone"] == HOSPITAL_TZ
+    assert dag["max_active_runs"] == 1 and "study_date" in dag["params"]
+    # only the retraining trigger carries the asset retrain_mammo_model is scheduled on
+    assert dag["outlets"] == {"trigger_retraining": ["mammo_data_drift"]}
+    # a failed integrity check must not stop drift monitoring
+    assert dag["trigger_rules"]["monitor_drift"] == "all_done"
 
 
 def test_parsing_a_dag_file_imports_no_heavy_library(parsed: dict[str, dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""The nightly loop end to end: `radflow demo` runs the three DAGs with `airflow dags test`
+"""The nightly loop end to end: `radflow demo` runs the four DAGs with `airflow dags test`
 against a real Orthanc, MLflow, Triton and PostgreSQL, on about 40 synthetic exams."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from tests.integration.stack import RADFLOW, fresh_database, leaked, scanned_files, stack_env
 
 
-def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) -> None:
+def test_demo_runs_the_four_dags_end_to_end(postgres_url: str, tmp_path: Path) -> None:
     with fresh_database(postgres_url) as db_url:
         env = stack_env(tmp_path / "state", db_url)
         try:
@@ -26,7 +26,7 @@ def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) 
             subprocess.run([RADFLOW, "stack", "down"], env=env, capture_output=True, timeout=300)
 
         assert [r["dag_id"] for r in summary["dag_runs"]] == [
-            "retrain_mammo_model", "deploy_mammo_model", "screen_daily_mammograms"]
+            "retrain_mammo_model", "deploy_mammo_model", "screen_daily_mammograms", "monitor_mammo_model"]
         for dag_run in summary["dag_runs"]:
             text = Path(dag_run["log"]).read_text()
             assert re.search(r"Marking run .* successful", text), dag_run["dag_id"]
@@ -45,6 +45,22 @@ def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) 
                 "SELECT exam_id, score FROM exam_results WHERE study_date = :d"),
                 {"d": summary["screened_date"]}).tuples().all())
         assert approvers == ["Dr. Demo Radiologist"]
+        # The morning's monitoring: the night against the champion's validation exams,
+        # the served files verified, a report with its plots; 8 exams are too few to judge.
+        with eng.connect() as conn:
+            monitored = conn.execute(sa.text(
+                "SELECT exams, reference_exams, judged, alert, integrity_ok, report FROM monitoring_runs "
+                "WHERE study_date = :d"), {"d": summary["screened_date"]}).one()
+            tests = conn.execute(sa.text("SELECT count(*) FROM drift_metrics WHERE study_date = :d"),
+                                 {"d": summary["screened_date"]}).scalar_one()
+            integrity = conn.execute(sa.text("SELECT status FROM integrity_checks WHERE check_date = :d"),
+                                     {"d": summary["screened_date"]}).scalars().all()
+        assert (monitored.exams, monitored.judged, monitored.alert) == (8, False, False)
+        assert monitored.reference_exams > 0 and tests > 20
+        assert integrity and set(integrity) == {"ok"} and monitored.integrity_ok is True
+        report = Path(monitored.report).read_text()
+        assert Path(summary["monitoring_report"]) == Path(monitored.report)
+        assert report.count("data:image/png;base64,") >= 4
         assert sorted(scores) == sorted(ids)
         page_order = [scores[i] for i in ids]
         assert page_order == sorted(page_order, reverse=True)
@@ -54,11 +70,12 @@ def test_demo_runs_the_three_dags_end_to_end(postgres_url: str, tmp_path: Path) 
         assert len(phi) > 100
         state = tmp_path / "state"
         places = ["lake", "datasets", "dvc-remote", "logs", "mlflow", "triton_repo", "worklists",
-                  "serving", "airflow"]
+                  "serving", "airflow", "monitoring", "reports"]
         blobs = scanned_files(state, places)
         blobs += [proc.stdout.encode(), proc.stderr.encode()]
         with eng.connect() as conn:
-            for table in ("images", "exam_results", "quarantine", "promotions", "date_offsets"):
+            for table in ("images", "exam_results", "quarantine", "promotions", "date_offsets",
+                          "monitoring_runs", "drift_metrics", "integrity_checks"):
                 blobs.append(repr(conn.execute(sa.text(f"SELECT * FROM {table}")).all()).encode())
         eng.dispose()
         assert any(b"xcom" in b.lower() for b in blobs), "Airflow's metadata database was scanned"

@@ -4,7 +4,6 @@ DOM and in a screenshot. Fabricated entries; no stack needed."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from PIL import Image
 
 from pipelines.domain import QcFlag
 from pipelines.screening.worklist import Night, NightFiles, WorklistEntry, publish_index, publish_night
+from tests.integration.browser import chromium
 
 VIEWS = ("R-CC", "L-CC", "R-MLO", "L-MLO")
 FLAGGED_RGB = (255, 217, 217)  # tr.flagged background in the page's style
@@ -48,25 +48,8 @@ ENTRIES = [entry(1, 0.20, 3, False, {}), entry(2, 0.95, 10, True, {"R-MLO": [BUT
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    missing = [b for b in ("chromium", "chromedriver") if shutil.which(b) is None]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: the worklist browser test needs the Debian "
-                    "packages chromium and chromium-driver; run `make bootstrap`")
-    try:
-        from selenium import webdriver
-    except ImportError:
-        pytest.fail("selenium is not installed in this environment; run `make bootstrap`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1600,1200", "--force-device-scale-factor=1", "--hide-scrollbars"):
-        options.add_argument(arg)
-    service = webdriver.ChromeService(executable_path=str(shutil.which("chromedriver")))
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
+    with chromium("worklist browser test", 1600, 1200) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,9 @@ from pipelines.errors import LockHeld
 from pipelines.migrations import runner
 from pipelines.migrations.baseline import baseline_metadata
 
-HEAD = "0002"
-NEW_TABLES = {"screening_runs", "view_results", "qc_flags", "qc_device_rates"}
+HEAD = "0003"
+NEW_TABLES = {"screening_runs", "view_results", "qc_flags", "qc_device_rates",  # 0002
+              "monitoring_runs", "drift_metrics", "integrity_checks"}  # 0003
 NEW_EXAM_COLUMNS = {"task", "suspicion", "flag_reason", "views_discounted", "run_id", "device"}
 
 
@@ -145,7 +146,7 @@ def test_a_fresh_database_goes_to_head_and_matches_the_models(empty_url: str) ->
 
 
 def test_the_models_differ_from_a_database_at_the_baseline(empty_url: str) -> None:
-    # The comparison above can fail: the baseline lacks what revision 0002 adds.
+    # The comparison above can fail: the baseline lacks what revisions 0002 and 0003 add.
     _pre_alembic(empty_url)
     diff = _schema_diff(empty_url)
     added_tables = {d[1].name for d in diff if d[0] == "add_table"}

@@ -1,0 +1,1 @@
+"""Monitoring: data and prediction drift, artifact rates, model-file integrity, alerts."""

@@ -1,0 +1,52 @@
+"""Telling the ML team and hospital IT: sustained drift (retraining starts) or a model
+file that is not the approved one. Sent like the reading room's notice (the same webhook
+and Airflow SMTP connection); the `id` is stable per night, so receivers drop a retry's
+copy. Webhook JSON: {"id", "kind": "drift"|"integrity", "task", "date", "model_version",
+"summary", "details": [...], "report"}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitoringNotice:
+    id: str
+    kind: str  # "drift" or "integrity"
+    task: str
+    date: str
+    model_version: str
+    summary: str
+    details: tuple[str, ...]
+    report: str
+
+    def payload(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "details": list(self.details)}
+
+    def subject(self) -> str:
+        return f"radflow monitoring {self.task} {self.date}: {self.summary}"
+
+    def html(self) -> str:
+        e = html.escape
+        items = "".join(f"<li>{e(d)}</li>" for d in self.details)
+        return (f"<p>{e(self.summary)} (task {e(self.task)}, {e(self.date)}, model version "
+                f"{e(self.model_version)}).</p><ul>{items}</ul><p>Report: {e(self.report)}</p>")
+
+
+def send(notice: MonitoringNotice) -> bool:
+    """POST the notice to RADFLOW_NOTIFY_WEBHOOK_URL when one is set; True if sent.
+
+    Raises:
+        NotificationFailed: the webhook did not take it (a retry may).
+    """
+    from pipelines.config import get_settings
+    from pipelines.screening.notify import send_webhook
+
+    s = get_settings()
+    if s.notify_webhook_url is None:
+        return False
+    send_webhook(s.notify_webhook_url.get_secret_value(), notice, s.notify_webhook_timeout_s)
+    return True

@@ -1,0 +1,149 @@
+"""The reference a night is compared with: the champion's validation exams.
+
+Training builds it from the validation split it chose its operating point on: per exam,
+the acquisition metadata (from the lake's de-identified DICOM headers), the image
+statistics and the embedding of the model inputs, and the exam score, all computed with
+the registered ONNX file, the one Triton serves. It is logged with the run
+(`monitoring/reference.parquet`), so each registered version carries its own reference
+and monitoring always compares a night with the data of the model that scored it.
+Versions registered before monitoring existed get theirs from `radflow monitor-reference`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipelines.config import get_settings
+from pipelines.errors import PermanentError
+from pipelines.monitoring import features
+from pipelines.monitoring.embeddings import Embedder
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pydicom import Dataset
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_DIR = "monitoring"
+ARTIFACT_FILE = "reference.parquet"
+
+
+def _header(lake: Path, row: Any) -> Dataset:
+    """The view's de-identified header from the lake; the manifest's device fields if it is gone."""
+    from pydicom import Dataset
+
+    from pipelines.ingest.lake import exam_dir
+
+    path = exam_dir(lake, str(row.study_date), str(row.exam_id)) / f"{row.view}.dcm.json"
+    if path.exists():
+        return Dataset.from_json(json.loads(path.read_text()))
+    ds = Dataset()
+    ds.Manufacturer = str(getattr(row, "manufacturer", "") or "")
+    spacing = getattr(row, "pixel_spacing_mm", None)
+    if spacing is not None and np.isfinite(spacing):
+        ds.PixelSpacing = [float(spacing), float(spacing)]
+    return ds
+
+
+def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | None = None) -> pd.DataFrame:
+    """The reference frame (one row per exam, pipelines.monitoring.features columns).
+
+    Args:
+        rows: the validation view rows (exam_id, view, study_date, laterality; manifest columns).
+        images: their model inputs [N, 1, H, W], in the same order.
+        onnx_file: the registered model file (embeddings and scores).
+        lake: where the de-identified headers are (default: the configured lake).
+    """
+    from pipelines.training.aggregate import exam_score
+
+    lake = lake or get_settings().lake_dir
+    embeddings, probs = Embedder(onnx_file).embed_and_score(images)
+    out = []
+    for exam_id, index in rows.groupby("exam_id", sort=True).indices.items():
+        views = rows.iloc[index]
+        score = exam_score({str(v): float(probs[i]) for v, i in zip(views.view, index, strict=True)})
+        out.append(features.exam_row(str(exam_id), [_header(lake, r) for r in views.itertuples()],
+                                     [images[i, 0] for i in index], embeddings[index], score))
+    log.info("monitoring reference: %d exams, %d views, %d embedding dimensions", len(out), len(rows),
+             embeddings.shape[1] if embeddings.ndim == 2 else 0)
+    return features.frame(out)
+
+
+def log_to_run(frame: pd.DataFrame, folder: Path) -> None:
+    """Log the reference as an artifact of the active MLflow run."""
+    import mlflow
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ARTIFACT_FILE
+    frame.to_parquet(path, index=False)
+    mlflow.log_artifact(str(path), artifact_path=ARTIFACT_DIR)
+
+
+def load(model_name: str, version: str) -> pd.DataFrame:
+    """The reference of a registered version (cached under the state dir).
+
+    Raises:
+        PermanentError: the version carries no reference (registered before monitoring):
+            the message says how to make one.
+    """
+    import pandas as pd
+
+    cache = get_settings().state / "monitoring" / "reference" / model_name / f"{version}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    import mlflow.artifacts
+
+    from pipelines.registry.client import mlflow_client
+
+    run_id = mlflow_client().get_model_version(model_name, version).run_id
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/{ARTIFACT_FILE}",
+            dst_path=str(cache.parent / f".dl-{uuid.uuid4().hex[:8]}"))
+    except Exception as exc:
+        raise PermanentError(f"{model_name} version {version} has no monitoring reference "
+                             f"({ARTIFACT_DIR}/{ARTIFACT_FILE} in run {run_id}): run `radflow "
+                             f"monitor-reference --version {version}` to build it from its validation "
+                             "split") from exc
+    os.replace(local, cache)
+    return pd.read_parquet(cache)
+
+
+def build_for_version(model_name: str, version: str) -> dict[str, Any]:
+    """Build and log the reference of a version registered without one, from the published
+    dataset's validation split (which must be the version's dataset).
+
+    Raises:
+        PermanentError: the published dataset is not the one the version was trained on.
+    """
+    import tempfile
+
+    import mlflow
+    from pipelines.datasets import frozen
+    from pipelines.registry.client import mlflow_client
+    from pipelines.serving.deploy import fetch_onnx
+    from pipelines.serving.integrity import registered_sha
+    from pipelines.training import data
+
+    client = mlflow_client()
+    mv = client.get_model_version(model_name, version)
+    dataset = frozen.load("mammo")
+    trained_on = (mv.tags or {}).get("dataset_version", "")
+    if trained_on and trained_on != dataset.version:
+        raise PermanentError(f"{model_name} version {version} was trained on dataset {trained_on[:12]}, "
+                             f"the published one is {dataset.version[:12]}: its validation split is gone")
+    rows = dataset.splits["val"]
+    rows = rows[rows.label.notna()].reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = fetch_onnx(str(mv.run_id), registered_sha(mv), Path(tmp))
+        frame = build(rows, data.to_split(rows).images, onnx_file)
+        with mlflow.start_run(run_id=mv.run_id):
+            log_to_run(frame, Path(tmp) / "reference")
+    return {"model_name": model_name, "version": str(version), "exams": len(frame)}
