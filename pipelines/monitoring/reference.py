@@ -41,8 +41,9 @@ def _header(lake: Path, row: Any) -> Dataset:
 
     from pipelines.ingest.lake import exam_dir
 
-    path = exam_dir(lake, str(row.study_date), str(row.exam_id)) / f"{row.view}.dcm.json"
-    if path.exists():
+    study_date = getattr(row, "study_date", None)  # pretraining pools have no lake folder
+    path = exam_dir(lake, str(study_date), str(row.exam_id)) / f"{row.view}.dcm.json"
+    if study_date is not None and path.exists():
         return Dataset.from_json(json.loads(path.read_text()))
     ds = Dataset()
     ds.Manufacturer = str(getattr(row, "manufacturer", "") or "")
