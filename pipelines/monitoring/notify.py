@@ -36,6 +36,14 @@ class MonitoringNotice:
                 f"{e(self.model_version)}).</p><ul>{items}</ul><p>Report: {e(self.report)}</p>")
 
 
+def drift_notice(task: str, date: str, model_version: str, reason: str, report: str,
+                 details: tuple[str, ...] = ()) -> MonitoringNotice:
+    """The notice of a sustained-drift alert (the same id for the webhook and the e-mail)."""
+    return MonitoringNotice(id=f"drift/{task}/{date}/{model_version}", kind="drift", task=task, date=date,
+                            model_version=model_version, summary=f"sustained drift, retraining: {reason}",
+                            details=details, report=report)
+
+
 def send(notice: MonitoringNotice) -> bool:
     """POST the notice to RADFLOW_NOTIFY_WEBHOOK_URL when one is set; True if sent.
 

@@ -23,7 +23,7 @@ from pipelines.config import get_settings
 from pipelines.domain import IntegrityResult, MonitorResult
 from pipelines.errors import PermanentError
 from pipelines.monitoring import alerts, capture, drift, reference, store
-from pipelines.monitoring.notify import MonitoringNotice, send
+from pipelines.monitoring.notify import MonitoringNotice, drift_notice, send
 from pipelines.monitoring.records import Alert, DriftTest
 
 if TYPE_CHECKING:
@@ -52,9 +52,7 @@ def _alert_notice(task: str, date: str, version: str, alert: Alert, tests: list[
                       alert.sustained_families), key=lambda t: t.q_value or 0.0)[:10]
     details = tuple(f"{t.family} {t.feature} ({t.test}): q={t.q_value:.2g} {t.detail}".strip()
                     for t in drifted)
-    return MonitoringNotice(id=f"drift/{task}/{date}/{version}", kind="drift", task=task, date=date,
-                            model_version=version, summary=f"sustained drift, retraining: {alert.reason}",
-                            details=details, report=report_path)
+    return drift_notice(task, date, version, alert.reason, report_path, details)
 
 
 def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorResult:

@@ -179,57 +179,41 @@ def render_all(spec: PoolSpec, height: int, width: int, executor: Executor | Non
 
 
 class ExamScorer:
-    """View probabilities and embeddings of model inputs from one ONNX file, in one pass.
-
-    The session is the Embedder's (the served graph plus its feature map as an output), so
-    the embedding is the one nightly monitoring computes and the probability is Triton's.
-    """
+    """View probabilities and embeddings of model inputs from one ONNX file, in one pass:
+    the Embedder's (the served graph plus its feature map as an output), so the embedding
+    is the one nightly monitoring computes and the probability is Triton's."""
 
     def __init__(self, onnx_file: Path, batch_size: int = 64) -> None:
         from pipelines.monitoring.embeddings import Embedder
 
-        self.session: Any = Embedder(onnx_file).session
-        self.batch_size = batch_size
+        self.embedder = Embedder(onnx_file, batch_size)
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities [N], embeddings [N, C]) of model inputs [N, 1, H, W]."""
-        from pipelines.monitoring.embeddings import EMBEDDING_OUTPUT
-        from pipelines.serving.onnx_export import INPUT, OUTPUTS
-
-        probs, embeds = [], []
-        for s in range(0, len(images), self.batch_size):
-            batch = np.ascontiguousarray(images[s:s + self.batch_size], dtype=np.float32)
-            prob, maps = self.session.run([OUTPUTS[0], EMBEDDING_OUTPUT], {INPUT: batch})
-            probs.append(np.asarray(prob).reshape(-1))
-            embeds.append(np.asarray(maps).mean(axis=(2, 3)))
-        return np.concatenate(probs), np.concatenate(embeds)
+        embeddings, probabilities = self.embedder.embed_and_score(images)
+        return probabilities, embeddings
 
 
 def score_batch(exams: list[RenderedExam], scorer: ExamScorer) -> list[dict[str, Any]]:
-    """The exams' monitoring feature rows, their scores aggregated as screening does it.
-
-    As `pipelines.screening.scoring.exam_score`: QC-flagged views are left out of the exam
-    score unless every view is flagged; the rest go through `aggregate.exam_table` (breast
-    mean, exam max), here once for the whole batch instead of once per exam.
-    """
-    import pandas as pd
-
+    """The exams' monitoring feature rows, each scored by screening's own `exam_score`
+    (QC-flagged views left out unless every view is flagged; breast mean, exam max)."""
     from pipelines.monitoring.features import exam_row
-    from pipelines.training.aggregate import exam_table
+    from pipelines.screening.scoring import exam_score
+    from pipelines.screening.tasks import get_task
 
     if not exams:
         return []
+    task = get_task("mammo")
     probs, embeds = scorer.run(np.concatenate([e.images for e in exams])[:, None])
-    kept, offset, bounds = [], 0, []
-    for exam in exams:
-        clean = [i for i, f in enumerate(exam.flags) if not f] or list(range(len(exam.views)))
-        kept += [(exam.exam_id, exam.views[i][0], offset + i) for i in clean]
-        bounds.append(offset)
-        offset += len(exam.views)
-    rows = pd.DataFrame(kept, columns=["exam_id", "laterality", "at"])
-    scores = exam_table(rows, probs[rows["at"].to_numpy()]).set_index("exam_id")["score"]
-    return [exam_row(e.exam_id, e.headers, list(e.images), embeds[b:b + len(e.views)],
-                     float(scores[e.exam_id])) for e, b in zip(exams, bounds, strict=True)]
+    rows, offset = [], 0
+    for e in exams:
+        at = slice(offset, offset + len(e.views))
+        views = {v: float(p) for v, p in zip(e.views, probs[at], strict=True)}
+        discounted = [v for v, flags in zip(e.views, e.flags, strict=True) if flags]
+        rows.append(exam_row(e.exam_id, e.headers, list(e.images), embeds[at],
+                             exam_score(task, views, discounted)[0]))
+        offset += len(e.views)
+    return rows
 
 
 def build_pool(spec: PoolSpec, onnx_file: Path, height: int, width: int,

@@ -67,17 +67,15 @@ def retrain_if_alerted(monitor: dict[str, Any]) -> dict[str, Any]:
         raise AirflowSkipException(f"no sustained drift on {monitor.get('date')}: "
                                    f"{monitor.get('alert_reason', '')}")
     from pipelines.config import get_settings
-    from pipelines.monitoring.notify import MonitoringNotice
+    from pipelines.monitoring.notify import drift_notice
     from pipelines.orchestration.notify import send_email
 
     s = get_settings()
     to = [a.strip() for a in s.notify_email_to.split(",") if a.strip()]
     if to:
-        send_email(MonitoringNotice(
-            id=f"drift/{monitor['task']}/{monitor['date']}/{monitor['model_version']}", kind="drift",
-            task=monitor["task"], date=monitor["date"], model_version=monitor["model_version"],
-            summary=f"sustained drift, retraining: {monitor['alert_reason']}", details=(),
-            report=monitor["report"]), to, s.notify_smtp_conn_id)
+        notice = drift_notice(monitor["task"], monitor["date"], monitor["model_version"],
+                              monitor["alert_reason"], monitor["report"])
+        send_email(notice, to, s.notify_smtp_conn_id)
     return {"date": monitor["date"], "sustained_families": monitor["sustained_families"], "emailed": len(to)}
 
 
