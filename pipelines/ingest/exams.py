@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,8 +67,7 @@ def download(client: OrthancClient, study_id: str, workers: int) -> list[Dataset
     import pydicom
 
     ids = [str(i["ID"]) for i in client.study_instances(study_id)]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        blobs = list(pool.map(client.instance_file, ids))
+    blobs = client.instance_files(ids, workers)
     out: list[Dataset] = []
     for instance_id, blob in zip(ids, blobs, strict=True):
         try:

@@ -75,6 +75,9 @@ class FakeOrthanc:
         study_id, i = instance_id.split("/")
         return self.studies[study_id][int(i)]
 
+    def instance_files(self, instance_ids: list[str], workers: int) -> list[bytes]:
+        return [self.instance_file(i) for i in instance_ids]
+
 
 @pytest.fixture
 def pacs(monkeypatch: pytest.MonkeyPatch) -> FakeOrthanc:
