@@ -103,7 +103,7 @@ def prepare_view(ds: Dataset, view: str, task: ScreeningTask, height: int, width
     image = preprocess.model_input(display, mirror, height, width)
     if task.qc == "none":
         return image, ViewQc(view=view, features={})
-    found = qc.assess(display, mirror, view)
+    found = qc.assess(display, mirror, view, task.limits())
     declared = burned_in_annotation(ds)  # the header says so: text the pixels may hide
     if declared and not any(f.code == "burned_in_text" for f in found.flags):
         found = dataclasses.replace(found, flags=(*found.flags, QcFlag("burned_in_text", declared, 1.0)))

@@ -8,14 +8,18 @@ become an exam score.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.errors import PermanentError
+
+if TYPE_CHECKING:
+    from pipelines.imaging.qc import QcLimits
 
 BUILTIN = Path(__file__).with_name("tasks.yaml")
 
@@ -36,6 +40,8 @@ class ScreeningTask(BaseModel):
     triton_model: str
     aggregation: Literal["breast_mean_exam_max", "max", "mean"]
     qc: Literal["mammography", "none"] = "none"
+    # overrides of the image QC limits (pipelines/imaging/qc.py QcLimits), by field name
+    qc_limits: dict[str, float] = Field(default_factory=dict)
     image_height: int | None = None  # model input; default RADFLOW_IMAGE_HEIGHT/WIDTH
     image_width: int | None = None
 
@@ -49,6 +55,37 @@ class ScreeningTask(BaseModel):
         if self.aggregation == "breast_mean_exam_max" and self.view_key != "laterality-position":
             raise ValueError("breast_mean_exam_max needs views with a laterality")
         return self
+
+    @model_validator(mode="after")
+    def _qc_limits_are_known(self) -> ScreeningTask:
+        if self.qc_limits and self.qc == "none":
+            raise ValueError("qc_limits are set but the task runs no QC (qc: none)")
+        self.limits()  # names an unknown or non-integer limit now, not in the night's run
+        return self
+
+    def limits(self) -> QcLimits:
+        """The QC limits of this task: QcLimits' defaults with `qc_limits` applied.
+
+        Raises:
+            ValueError: a limit that QcLimits does not have, or a fraction where a count is
+                expected.
+        """
+        from pipelines.imaging.qc import QcLimits
+
+        defaults = QcLimits()
+        known = {f.name for f in dataclasses.fields(QcLimits)}
+        unknown = sorted(set(self.qc_limits) - known)
+        if unknown:
+            raise ValueError(f"unknown qc_limits {unknown}; QcLimits has {sorted(known)}")
+        values: dict[str, Any] = {}  # float or int, as the field is
+        for name, value in self.qc_limits.items():
+            if isinstance(getattr(defaults, name), int):
+                if not float(value).is_integer():
+                    raise ValueError(f"qc_limits.{name} counts, so it must be whole: got {value}")
+                values[name] = int(value)
+            else:
+                values[name] = float(value)
+        return dataclasses.replace(defaults, **values)
 
 
 def parse(definitions: Mapping[str, object], source: str) -> dict[str, ScreeningTask]:

@@ -120,3 +120,26 @@ def screening_exam(rows: int = 40, cols: int = 32, **overrides: object) -> list[
         out.append(mg_image(pixels, laterality=lat, position=pos, study_uid=study,
                             **overrides))  # type: ignore[arg-type]
     return out
+
+
+def synthetic_dataset(site: str, index: int, view: str, code: str,
+                      scale: float = 0.25) -> Dataset:
+    """One synthetic MG view as synth renders it (site profile, scale), with the artifact
+    `code` planted ("" for none; see pipelines/synth/artifacts.py)."""
+    import dataclasses
+
+    from pipelines.synth.dicom import mg_dataset, patient_study
+    from pipelines.synth.exams import plan_exam
+    from pipelines.synth.images import render_view
+    from pipelines.synth.sites import geometry_for, profile_for_site
+
+    plan = plan_exam(23, site, "2026-01-05", index, 10_000, 0.3)
+    if code == "burned_in_text":
+        plan = dataclasses.replace(plan, burned_in_text=(view,))
+    elif code:
+        plan = dataclasses.replace(plan, artifacts=((view, code),))
+    profile = profile_for_site(site)
+    geometry = geometry_for(profile, scale)
+    side, position = view.split("-")
+    image = render_view(plan, profile, geometry, side, position)
+    return mg_dataset(plan, profile, geometry, view, image, patient_study(plan, profile))

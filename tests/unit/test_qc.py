@@ -11,7 +11,6 @@ with `-s` to see the table.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 import warnings
@@ -20,15 +19,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_builders import synthetic_dataset
 
 from pipelines.domain import QC_CODES, SCREENING_VIEWS, ViewQc
 from pipelines.errors import PermanentError
 from pipelines.imaging.preprocess import chest_wall_is_right, view_pixels
 from pipelines.imaging.qc import QcLimits, assess
-from pipelines.synth.dicom import mg_dataset, patient_study
-from pipelines.synth.exams import plan_exam
-from pipelines.synth.images import render_view
-from pipelines.synth.sites import geometry_for, profile_for_site
 
 SITES = ("general", "north", "east", "south")
 SCALES = (0.125, 0.25)
@@ -41,17 +37,8 @@ Combination = tuple[str, float]
 def synthetic_display(site: str, index: int, view: str, code: str,
                       scale: float = 0.25) -> tuple[np.ndarray, bool]:
     """(display, mirror) of one synthetic view with `code` planted ("" for none)."""
-    plan = plan_exam(23, site, "2026-01-05", index, 10_000, 0.3)
-    if code == "burned_in_text":
-        plan = dataclasses.replace(plan, burned_in_text=(view,))
-    elif code:
-        plan = dataclasses.replace(plan, artifacts=((view, code),))
-    profile = profile_for_site(site)
-    geometry = geometry_for(profile, scale)
-    side, position = view.split("-")
-    image = render_view(plan, profile, geometry, side, position)
-    ds = mg_dataset(plan, profile, geometry, view, image, patient_study(plan, profile))
-    return view_pixels(ds, 128), chest_wall_is_right(ds, side)
+    ds = synthetic_dataset(site, index, view, code, scale)
+    return view_pixels(ds, 128), chest_wall_is_right(ds, view.split("-")[0])
 
 
 def synthetic_qc(site: str, index: int, view: str, code: str,

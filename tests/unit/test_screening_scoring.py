@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,48 @@ def test_an_invalid_task_is_refused_naming_it(tmp_path: Path) -> None:
         tasks.parse(bad, "tasks.yaml")
     with pytest.raises(PermanentError, match="non-empty `tasks:`"):
         tasks.parse({"task": {}}, "tasks.yaml")
+
+
+def task_with(**changes: object) -> dict[str, object]:
+    body = {"modality": "MG", "body_part": "BREAST", "views": ["R-CC", "L-CC", "R-MLO", "L-MLO"],
+            "view_key": "laterality-position", "preprocessing": "mammogram",
+            "registered_model": "mammo-screening", "triton_model": "mammo_screening",
+            "aggregation": "breast_mean_exam_max", "qc": "mammography"}
+    return {"tasks": {"site-b": {**body, **changes}}}
+
+
+def test_a_task_overrides_qc_limits_and_keeps_the_other_defaults() -> None:
+    from pipelines.imaging.qc import QcLimits
+
+    task = tasks.parse(task_with(qc_limits={"max_grid_peak": 95, "min_text_glyphs": 8}), "t")["site-b"]
+    assert task.limits() == QcLimits(max_grid_peak=95.0, min_text_glyphs=8)
+    assert isinstance(task.limits().min_text_glyphs, int)
+    assert MAMMO.limits() == QcLimits()
+
+
+@pytest.mark.parametrize(("limits", "qc", "named"), [
+    ({"max_grid_peek": 90}, "mammography", "unknown qc_limits ['max_grid_peek']"),
+    ({"min_text_glyphs": 6.5}, "mammography", "min_text_glyphs counts, so it must be whole"),
+    ({"max_grid_peak": 90}, "none", "the task runs no QC"),
+])
+def test_bad_qc_limits_are_refused_when_the_file_is_read(limits: dict[str, float], qc: str,
+                                                         named: str) -> None:
+    with pytest.raises(PermanentError, match=f"(?s)screening task 'site-b' is invalid.*{re.escape(named)}"):
+        tasks.parse(task_with(qc_limits=limits, qc=qc), "tasks.yaml")
+
+
+def test_the_nightly_qc_flags_at_the_task_limits() -> None:
+    from dicom_builders import synthetic_dataset
+
+    from pipelines.screening.collect import prepare_view
+
+    ds = synthetic_dataset("north", 1003, "L-CC", "")
+    _, default = prepare_view(ds, "L-CC", MAMMO, 32, 24, decode_timeout_s=60.0)
+    strict = tasks.parse(task_with(qc_limits={"max_grid_peak": 0}), "t")["site-b"]
+    _, flagged = prepare_view(ds, "L-CC", strict, 32, 24, decode_timeout_s=60.0)
+    assert "grid_lines" not in {f.code for f in default.flags}
+    assert "grid_lines" in {f.code for f in flagged.flags}
+    assert flagged.features["grid_peak"] == default.features["grid_peak"]
 
 
 def test_an_unknown_task_lists_the_known_ones(isolated_settings: Path) -> None:
