@@ -124,8 +124,10 @@ class OrthancClient:
 
     def instance_file(self, instance_id: str) -> bytes:
         """The DICOM file of an instance, uncompressed on the wire."""
-        data = self._call(self._api.get_instances_id_file, instance_id, headers=IDENTITY)
-        return bytes(data)
+        return self._file_with(self._api, instance_id)
+
+    def _file_with(self, api: Orthanc, instance_id: str) -> bytes:
+        return bytes(self._call(api.get_instances_id_file, instance_id, headers=IDENTITY))
 
     def instance_files(self, instance_ids: Sequence[str], workers: int) -> list[bytes]:
         """The DICOM files of instances, in order, downloaded by up to `workers` threads.
@@ -149,7 +151,7 @@ class OrthancClient:
             api = self._local.api = self._new_api()
             with self._lock:
                 self._thread_apis.append(api)
-        return bytes(self._call(api.get_instances_id_file, instance_id, headers=IDENTITY))
+        return self._file_with(api, instance_id)
 
     def upload(self, dicom_bytes: bytes) -> dict[str, Any]:
         return dict(self._call(self._api.post_instances, dicom_bytes))
