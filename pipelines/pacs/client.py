@@ -41,20 +41,26 @@ class OrthancClient:
         self._download_workers = 0
         self._thread_apis: list[Orthanc] = []
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pool
+        self._apis_lock = threading.Lock()  # the threads' clients (taken by the threads)
 
     def _new_api(self) -> Orthanc:
         return Orthanc(self.url, username=self._username, password=self._password,
                        headers=IDENTITY, timeout=self._timeout_s)
 
     def close(self) -> None:
+        self._stop_downloaders()
+        self._api.close()
+
+    def _stop_downloaders(self) -> None:
+        """Stop the download threads and close their clients (each thread's dies with it)."""
         if self._downloaders is not None:
             self._downloaders.shutdown(wait=True)
             self._downloaders = None
-        for api in self._thread_apis:
-            api.close()
-        self._thread_apis.clear()
-        self._api.close()
+        with self._apis_lock:
+            for api in self._thread_apis:
+                api.close()
+            self._thread_apis.clear()
 
     def __enter__(self) -> OrthancClient:
         return self
@@ -138,8 +144,7 @@ class OrthancClient:
             return [self.instance_file(i) for i in instance_ids]
         with self._lock:
             if self._downloaders is None or self._download_workers != workers:
-                if self._downloaders is not None:
-                    self._downloaders.shutdown(wait=True)
+                self._stop_downloaders()
                 self._downloaders = ThreadPoolExecutor(workers, thread_name_prefix="orthanc-download")
                 self._download_workers = workers
             pool = self._downloaders
@@ -149,7 +154,7 @@ class OrthancClient:
         api: Orthanc | None = getattr(self._local, "api", None)
         if api is None:
             api = self._local.api = self._new_api()
-            with self._lock:
+            with self._apis_lock:
                 self._thread_apis.append(api)
         return self._file_with(api, instance_id)
 

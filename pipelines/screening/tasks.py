@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from pipelines.errors import PermanentError
 
@@ -44,6 +44,7 @@ class ScreeningTask(BaseModel):
     qc_limits: dict[str, float] = Field(default_factory=dict)
     image_height: int | None = None  # model input; default RADFLOW_IMAGE_HEIGHT/WIDTH
     image_width: int | None = None
+    _limits: QcLimits | None = PrivateAttr(default=None)  # qc_limits applied, built once
 
     @model_validator(mode="after")
     def _views_match_the_key(self) -> ScreeningTask:
@@ -60,11 +61,16 @@ class ScreeningTask(BaseModel):
     def _qc_limits_are_known(self) -> ScreeningTask:
         if self.qc_limits and self.qc == "none":
             raise ValueError("qc_limits are set but the task runs no QC (qc: none)")
-        self.limits()  # names an unknown or non-integer limit now, not in the night's run
+        self._limits = self._applied_limits()  # refused when the file is read, not at night
         return self
 
     def limits(self) -> QcLimits:
-        """The QC limits of this task: QcLimits' defaults with `qc_limits` applied.
+        """The QC limits of this task: QcLimits' defaults with `qc_limits` applied."""
+        assert self._limits is not None  # set by the validator
+        return self._limits
+
+    def _applied_limits(self) -> QcLimits:
+        """QcLimits' defaults with `qc_limits` applied.
 
         Raises:
             ValueError: a limit that QcLimits does not have, or a fraction where a count is
