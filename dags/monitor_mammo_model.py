@@ -11,22 +11,23 @@ are stored as time series and a daily HTML report is written under
 `<state>/reports/monitoring/<task>/`.
 
 `check_model_integrity` first hashes every model file Triton serves against its MLflow
-registered version and reports unknown models; a problem fails that task (and notifies)
-but the drift monitoring still runs.
+registered version, reports unknown models and any champion that no audited promotion
+approved; a problem fails that task (and notifies) but the drift monitoring still runs.
 
 Drift on RADFLOW_DRIFT_MIN_NIGHTS of the last RADFLOW_DRIFT_WINDOW_NIGHTS judged nights
 raises an alert (notified); `trigger_retraining` then succeeds and emits the
 `mammo_data_drift` asset, which starts `retrain_mammo_model`. A single noisy night does not.
-Missed days are caught up in order (the sustained rule reads the previous nights).
+Missed days are caught up in order from the go-live moment (the sustained rule reads the
+previous nights).
 """
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.orchestration.assets import MAMMO_DATA_DRIFT
-from pipelines.orchestration.tasks import hospital_timezone, monitoring_schedule
+from pipelines.orchestration.controls import default_args
+from pipelines.orchestration.tasks import monitoring_schedule
 
 SCHEDULE, START = monitoring_schedule()
 
@@ -34,10 +35,10 @@ SCHEDULE, START = monitoring_schedule()
 @dag(
     dag_id="monitor_mammo_model",
     schedule=SCHEDULE,
-    start_date=pendulum.parse(START, tz=hospital_timezone()),
+    start_date=START,
     catchup=True,  # the sustained-drift rule needs every night, in order
     max_active_runs=1,
-    default_args={"owner": "ml-team", "retries": 3, "retry_delay": pendulum.duration(minutes=30)},
+    default_args=default_args("ml-team"),
     tags=["radflow", "mammo", "monitoring"],
     params={"study_date": Param("", type="string", description="YYYY-MM-DD; empty = previous day"),
             "task": Param("mammo", type="string", description="screening task (tasks.yaml)")},

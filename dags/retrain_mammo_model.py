@@ -1,20 +1,25 @@
 """
 ### Retrain the mammography model
 
-Weekly (Sunday 03:00 hospital time), whenever monitoring reports sustained drift (the
-`mammo_data_drift` asset), and on demand: ingest the studies Orthanc marked stable since the
-last watermark, check the manifest against its data contract, freeze a DVC-versioned
-dataset (patient-level splits, its own contract), train the CNN on it, log it to MLflow,
-register it as `challenger` and evaluate it on the frozen test split. Promotion is a separate, human step
+Weekly (RADFLOW_RETRAIN_SCHEDULE, default Sunday 03:00 hospital time), whenever monitoring
+reports sustained drift (the `mammo_data_drift` asset), and on demand. A run started by the
+cron or by drift first waits for the training window: inside clinical hours
+(RADFLOW_CLINICAL_HOURS on RADFLOW_CLINICAL_DAYS) `wait_for_training_window` defers until
+they end, holding no worker slot; a run someone triggers by hand starts at once.
+
+Then: ingest the studies Orthanc marked stable since the last watermark (a slot of the
+`pacs` pool), check the manifest against its data contract, freeze a DVC-versioned dataset
+(patient-level splits, its own contract), train the CNN on it (the `training` pool's one
+slot, RADFLOW_TRAINING_TIMEOUT_MINUTES), log it to MLflow, register it as `challenger` and
+evaluate it on the frozen test split. Promotion is a separate, human step
 (`deploy_mammo_model`).
 
 Failures: a data contract violation fails the run without retry (fix the data, rerun);
-Orthanc or MLflow being down is retried.
+Orthanc or MLflow being down is retried with exponential backoff; a failed task notifies.
 """
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from pipelines.orchestration.assets import (
@@ -22,24 +27,30 @@ from pipelines.orchestration.assets import (
     MAMMO_DATA_DRIFT,
     VALIDATED_MAMMO_DATASET,
 )
-from pipelines.orchestration.tasks import hospital_timezone
+from pipelines.orchestration.controls import default_args, training_timeout
+from pipelines.orchestration.operators import TrainingWindow
+from pipelines.orchestration.tasks import hospital_timezone, retrain_schedule
+
+CRON, START = retrain_schedule()
 
 
 @dag(
     dag_id="retrain_mammo_model",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 0", timezone=hospital_timezone()),
+        timetable=CronTriggerTimetable(CRON, timezone=hospital_timezone()),
         assets=[MAMMO_DATA_DRIFT],
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "ml-team", "retries": 2, "retry_delay": pendulum.duration(minutes=5)},
+    default_args=default_args("ml-team"),
     tags=["radflow", "mammo", "training"],
     doc_md=__doc__,
 )
 def retrain_mammo_model() -> None:
-    @task
+    window = TrainingWindow(task_id="wait_for_training_window")
+
+    @task(pool="pacs")
     def ingest_new_studies() -> dict:
         from pipelines.ingest import run
         from pipelines.orchestration.tasks import call_stage
@@ -60,7 +71,7 @@ def retrain_mammo_model() -> None:
 
         return call_stage(build.run)
 
-    @task(outlets=[CHALLENGER_MAMMO_MODEL])
+    @task(outlets=[CHALLENGER_MAMMO_MODEL], pool="training", execution_timeout=training_timeout())
     def train_challenger(dataset: dict) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.training import run
@@ -74,7 +85,9 @@ def retrain_mammo_model() -> None:
 
         return call_stage(evaluate.run)
 
-    evaluate_challenger(train_challenger(build_dataset(validate_manifest(ingest_new_studies()))))
+    ingested = ingest_new_studies()
+    window >> ingested
+    evaluate_challenger(train_challenger(build_dataset(validate_manifest(ingested))))
 
 
 retrain_mammo_model()

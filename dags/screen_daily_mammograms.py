@@ -14,17 +14,20 @@ mail server hiccup never reruns the night) posts the flagged exams to the webhoo
 (RADFLOW_NOTIFY_WEBHOOK_URL) and/or e-mails them (RADFLOW_NOTIFY_EMAIL_TO, Airflow SMTP
 connection RADFLOW_NOTIFY_SMTP_CONN_ID).
 
-Missed nights are caught up one at a time from RADFLOW_SCREENING_START_DATE (one active run).
+Missed nights are caught up one at a time from the go-live moment (RADFLOW_SCREENING_START_DATE).
+`screen_exams` takes a slot of the `pacs` pool. A night not finished by
+RADFLOW_SCREENING_DEADLINE (default 07:00 local) raises a deadline alert; a failed task
+notifies (retries back off exponentially, every task has an execution timeout).
 Failures: Orthanc or Triton down is retried; nothing is written before every view is
 scored, and every write is keyed, so a retry or rerun replaces and never duplicates.
 """
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from pipelines.orchestration.tasks import hospital_timezone, screening_schedule
+from pipelines.orchestration.controls import default_args, screening_deadline
+from pipelines.orchestration.tasks import screening_schedule
 
 SCHEDULE, START = screening_schedule()
 
@@ -32,10 +35,11 @@ SCHEDULE, START = screening_schedule()
 @dag(
     dag_id="screen_daily_mammograms",
     schedule=SCHEDULE,
-    start_date=pendulum.parse(START, tz=hospital_timezone()),  # the cron runs in local time
+    start_date=START,  # the cron runs in local time
     catchup=True,  # missed nights run in order, one at a time
     max_active_runs=1,
-    default_args={"owner": "radiology-it", "retries": 2, "retry_delay": pendulum.duration(minutes=10)},
+    default_args=default_args("radiology-it"),
+    deadline=screening_deadline(),  # alert when the night is not finished by 07:00 local
     tags=["radflow", "mammo", "screening"],
     params={"study_date": Param("", type="string", description="YYYY-MM-DD; empty = previous day"),
             "task": Param("mammo", type="string", description="screening task (tasks.yaml)")},
@@ -49,7 +53,7 @@ def screen_daily_mammograms() -> None:
         ctx = get_current_context()
         return previous_day(ctx["logical_date"], ctx["params"]["study_date"])
 
-    @task
+    @task(pool="pacs")
     def screen_exams(study_date: str) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.screening import run

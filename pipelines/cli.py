@@ -81,13 +81,19 @@ def _pretrain(args: argparse.Namespace) -> Any:
 def _promote(args: argparse.Namespace) -> Any:
     from pipelines.registry import promote
 
-    return promote.run(approver=args.approver, reason=args.reason, version=args.version)
+    return promote.run(reason=args.reason, version=args.version)
 
 
 def _rollback(args: argparse.Namespace) -> Any:
     from pipelines.registry import rollback
 
-    return rollback.run(approver=args.approver, reason=args.reason)
+    return rollback.run(reason=args.reason)
+
+
+def _user(args: argparse.Namespace) -> Any:
+    from pipelines.stack import users
+
+    return users.add(args.login, args.role, args.name, args.email)
 
 
 def _deploy(args: argparse.Namespace) -> Any:
@@ -178,9 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
-    p = add("stack", _stack, "start, inspect or stop the local Orthanc, MLflow and Triton")
+    p = add("stack", _stack, "start, inspect or stop the local PostgreSQL, Orthanc, MLflow, Triton "
+                             "and Airflow")
     p.add_argument("action", choices=["up", "status", "down"])
-    p.add_argument("--only", help="comma-separated subset: orthanc,mlflow,triton")
+    p.add_argument("--only", help="comma-separated subset: postgres,orthanc,mlflow,triton,airflow")
+
+    p = add("user", _user, "add a person's login to Airflow and MLflow with a role (password "
+                           "from RADFLOW_NEW_USER_PASSWORD, else generated into the secrets folder)")
+    p.add_argument("action", choices=["add"])
+    p.add_argument("login")
+    p.add_argument("--role", required=True, choices=["hospital-it", "ml-team", "viewer"])
+    p.add_argument("--name", required=True, help="display name, e.g. 'Ada Reviewer'")
+    p.add_argument("--email", default=None)
 
     p = add("synth", _synth, "generate synthetic screening mammograms and C-STORE them to Orthanc")
     p.add_argument("--exams", type=int, required=True)
@@ -240,14 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="mammo", help="dataset name")
 
     p = add("promote", _promote, "gate the challenger against the champion on the frozen test "
-            "set and, if it passes, make it champion (approver and reason required, audited)")
-    p.add_argument("--approver", required=True, help="the named human who approves")
+            "set and, if it passes, make it champion (approved by your MLflow login, "
+            "RADFLOW_MLFLOW_USERNAME, listed in the policy; reason required; audited)")
     p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
     p.add_argument("--version", default=None, help="model version (default: the challenger)")
 
     p = add("rollback", _rollback, "move alias champion back to the version the current "
-            "champion replaced (approver and reason required, audited)")
-    p.add_argument("--approver", required=True, help="the named human who approves")
+            "champion replaced (approved by your MLflow login; reason required; audited)")
     p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
 
     p = add("deploy", _deploy, "serve a registered version on Triton: SHA-256 verified, loaded "

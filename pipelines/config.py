@@ -1,9 +1,8 @@
 """One typed settings object, read from RADFLOW_* environment variables when first needed.
 
-Nothing here touches the disk or the network at import time. Secrets (the Orthanc
-password) come from the environment; for the embedded stack, `radflow stack up` writes a
-random one to `<state_dir>/secrets/orthanc.env` (mode 0600) and `orthanc_password` falls
-back to it.
+Nothing here touches the disk or the network at import time. Secrets (passwords, keys)
+come from the environment; for the embedded stack, `radflow stack up` writes random ones
+to `<state_dir>/secrets/<service>.env` (mode 0600) and each secret falls back to its file.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+PIPELINE_MLFLOW_LOGIN = "radflow-pipeline"  # the stages' MLflow service user; never an approver
 
 
 class RadflowSettings(BaseSettings):
@@ -36,11 +36,18 @@ class RadflowSettings(BaseSettings):
     orthanc_stable_age_s: int = 10
     calling_aet: str = "RADFLOW"
 
-    # MLflow
+    # MLflow, behind its basic-auth app. Every radflow client logs in as mlflow_username
+    # (the pipeline's service user; a person promoting from the CLI sets their own login).
     mlflow_tracking_uri: str | None = None
     mlflow_port: int = 5000
+    mlflow_username: str = PIPELINE_MLFLOW_LOGIN
+    mlflow_password: SecretStr | None = None  # else <state>/secrets/mlflow.env
+    mlflow_admin_username: str = "admin"  # the embedded server's admin (creates the users)
+    mlflow_admin_password: SecretStr | None = None  # else <state>/secrets/mlflow.env
     mlflow_experiment: str = "mammo-screening"
     registered_model: str = "mammo-screening"
+    # The registered-model policy (gates, approver logins); default mlflow/registered_models.yaml
+    registry_policy_file: Path | None = None
 
     # Triton
     triton_http_port: int = 8000
@@ -58,8 +65,32 @@ class RadflowSettings(BaseSettings):
     # TRITON_ADMIN_HEADER; the embedded stack generates one into <state>/secrets/triton.env.
     triton_admin_key: SecretStr | None = None
 
-    # Results database: PostgreSQL URL in production, a SQLite file by default.
+    # Results database. Unset: the embedded PostgreSQL cluster that `radflow stack up`
+    # initialises under <state>/postgres and runs on 127.0.0.1:postgres_port.
     database_url: str | None = None
+    postgres_port: int = 5433
+    postgres_password: SecretStr | None = None  # embedded cluster; else <state>/secrets/postgres.env
+
+    # Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor, FAB logins).
+    airflow_url: str | None = None  # an existing api-server; unset = the embedded one
+    airflow_port: int = 8080
+    # Airflow's metadata database; unset = `<results database>_airflow` on the same server.
+    airflow_database_url: str | None = None
+    airflow_username: str = "admin"  # the embedded Airflow's admin login
+    airflow_password: SecretStr | None = None  # else <state>/secrets/airflow.env
+    # What hospital IT controls (pipelines/orchestration/policy.py; Airflow pools, timeouts).
+    pacs_pool_slots: int = Field(default=2, ge=1)  # concurrent tasks pulling from the PACS
+    # Retraining started by its cron or by drift waits while clinicians use the machines:
+    # "HH:MM-HH:MM" on clinical_days (hospital time zone); "" = never wait.
+    clinical_hours: str = "07:00-18:00"
+    clinical_days: str = "mon,tue,wed,thu,fri"
+    task_timeout_minutes: float = Field(default=120, gt=0)  # execution timeout of every task
+    training_timeout_minutes: float = Field(default=720, gt=0)  # of the training task
+    task_retries: int = Field(default=2, ge=0)  # retries of a transient failure
+    retry_delay_minutes: float = Field(default=5, gt=0)  # first retry; doubles each time
+    max_retry_delay_minutes: float = Field(default=60, gt=0)
+    # Deadline alert: the night's screening not finished by this local time (HH:MM).
+    screening_deadline: str = "07:00"
 
     # Which images make a screening exam (declared policy: pipelines/ingest/policy.py).
     exam_extra_views: Literal["prefer-standard", "quarantine"] = "prefer-standard"
@@ -88,10 +119,10 @@ class RadflowSettings(BaseSettings):
 
     # Nightly screening
     screening_schedule: str = "0 2 * * *"  # cron, in hospital_timezone
-    # Catch-up: the scheduler runs every missed night since this date (one at a time); set it
-    # to the go-live date. Nights before it cannot be run by the DAG (Airflow skips tasks
-    # before a DAG's start date); `radflow screen --date` runs any night.
-    screening_start_date: str = "2026-01-01"
+    # Catch-up: the scheduler runs every missed night since this date or moment (one at a
+    # time). Unset: the go-live moment, the first `radflow stack up` that started Airflow
+    # (<state>/airflow/go-live). `radflow screen --date` runs any night.
+    screening_start_date: str | None = None
     screening_tasks_file: Path | None = None  # default: pipelines/screening/tasks.yaml
     # Flag the k highest exam scores of a night instead of the operating point.
     screening_capacity: int | None = None
@@ -111,6 +142,7 @@ class RadflowSettings(BaseSettings):
     drift_cooldown_nights: int = Field(default=7, ge=0)  # no second alert this soon after one
     drift_qc_history_nights: int = Field(default=30, ge=1)  # a device's artifact-rate baseline
     monitoring_schedule: str = "0 6 * * *"  # cron, hospital_timezone: after the night's screening
+    retrain_schedule: str = "0 3 * * 0"  # cron, hospital_timezone; drift also starts a retraining
     download_workers: int = 4
     ingest_workers: int = 2  # processes that download, decode and preprocess studies
 
@@ -142,13 +174,17 @@ class RadflowSettings(BaseSettings):
     def orthanc_storage_dir(self) -> Path:
         return self.state / "orthanc" / "storage"
 
+    def secret_file(self, service: str) -> Path:
+        """`<state>/secrets/<service>.env`: the embedded stack's generated secrets (0600)."""
+        return self.state / "secrets" / f"{service}.env"
+
     @property
     def secrets_file(self) -> Path:
-        return self.state / "secrets" / "orthanc.env"
+        return self.secret_file("orthanc")
 
     @property
     def triton_secrets_file(self) -> Path:
-        return self.state / "secrets" / "triton.env"
+        return self.secret_file("triton")
 
     @property
     def orthanc_base_url(self) -> str:
@@ -173,8 +209,34 @@ class RadflowSettings(BaseSettings):
         return (self.triton_repo or self.state / "triton" / "repository").resolve()
 
     @property
+    def airflow_base_url(self) -> str:
+        return (self.airflow_url or f"http://127.0.0.1:{self.airflow_port}").rstrip("/")
+
+    @property
+    def embedded_postgres(self) -> bool:
+        """True when radflow runs its own PostgreSQL cluster (no database URL given)."""
+        return self.database_url is None
+
+    def embedded_database_url(self, database: str) -> str:
+        return (f"postgresql+psycopg2://radflow:{self.postgres_secret()}@127.0.0.1:"
+                f"{self.postgres_port}/{database}")
+
+    @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.state / 'radflow.db'}"
+        return self.database_url or self.embedded_database_url("radflow")
+
+    @property
+    def airflow_db_url(self) -> str:
+        """Airflow's metadata database: given, else `<results db>_airflow` beside it (SQLite
+        only when the results database is SQLite, i.e. in unit tests)."""
+        if self.airflow_database_url:
+            return self.airflow_database_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.db_url)
+        if url.get_backend_name() == "sqlite":
+            return f"sqlite:///{self.state / 'airflow' / 'airflow.db'}"
+        return url.set(database=f"{url.database}_airflow").render_as_string(hide_password=False)
 
     def orthanc_secret(self) -> str:
         """The Orthanc password: from the environment, else from the stack's secrets file."""
@@ -184,6 +246,29 @@ class RadflowSettings(BaseSettings):
         """Triton's model-repository key: from the environment, else the stack's secrets file."""
         return _secret(self.triton_admin_key, self.triton_secrets_file, "RADFLOW_TRITON_ADMIN_KEY")
 
+    def postgres_secret(self) -> str:
+        """The embedded PostgreSQL cluster's password of user radflow."""
+        return _secret(self.postgres_password, self.secret_file("postgres"), "RADFLOW_POSTGRES_PASSWORD")
+
+    def mlflow_secret(self) -> str:
+        """The password of mlflow_username: the environment, else the stack's secrets file
+        (which holds the pipeline user's, so it is used only for that login)."""
+        if self.mlflow_password is not None:
+            return self.mlflow_password.get_secret_value()
+        if self.mlflow_username == self.mlflow_admin_username:
+            return self.mlflow_admin_secret()
+        if self.mlflow_username != PIPELINE_MLFLOW_LOGIN:
+            return ""
+        return read_secret_file(self.secret_file("mlflow"), "RADFLOW_MLFLOW_PASSWORD")
+
+    def mlflow_admin_secret(self) -> str:
+        return _secret(self.mlflow_admin_password, self.secret_file("mlflow"),
+                       "RADFLOW_MLFLOW_ADMIN_PASSWORD")
+
+    def airflow_secret(self) -> str:
+        """The password of airflow_username (the embedded Airflow's admin)."""
+        return _secret(self.airflow_password, self.secret_file("airflow"), "RADFLOW_AIRFLOW_PASSWORD")
+
 
 TRITON_ADMIN_HEADER = "radflow-admin-key"
 
@@ -192,6 +277,11 @@ def _secret(given: SecretStr | None, path: Path, name: str) -> str:
     """A secret from the environment (`given`), else the `name=` line of a secrets file."""
     if given is not None:
         return given.get_secret_value()
+    return read_secret_file(path, name)
+
+
+def read_secret_file(path: Path, name: str) -> str:
+    """The value of the `name=` line of a secrets file, or "" when there is none."""
     if path.exists():
         for line in path.read_text().splitlines():
             key, _, value = line.partition("=")

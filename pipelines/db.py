@@ -96,13 +96,15 @@ promotions = sa.Table(
     sa.Column("version", sa.String(32), nullable=False),  # the version made (or refused as) champion
     sa.Column("alias", sa.String(32), nullable=False),
     sa.Column("previous_version", sa.String(32), nullable=True),  # champion when the action ran
-    sa.Column("approver", sa.String(128), nullable=False),
+    sa.Column("approver", sa.String(128), nullable=False),  # the login (Airflow or MLflow)
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),  # promoted | refused | rolled_back
     sa.Column("gates", sa.Text, nullable=False),  # JSON: the gate's checks and skipped subgroups
     sa.Column("dataset_version", sa.String(64), nullable=True),  # DVC hash the gate scored on
     sa.Column("report_run_id", sa.String(64), nullable=True),  # MLflow run with the report
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("approver_name", sa.String(256), nullable=True),  # display name of the login
+    sa.Column("approved_via", sa.String(16), nullable=True),  # airflow | mlflow: who authenticated it
 )
 
 exam_results = sa.Table(

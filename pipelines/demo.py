@@ -1,9 +1,12 @@
-"""`radflow demo`: the nightly loop on synthetic data, through the real Airflow DAGs.
+"""`radflow demo`: the nightly loop on synthetic data, on the live Airflow scheduler.
 
-Stack up; synthetic exams for the training dates into Orthanc; `retrain_mammo_model`;
-`deploy_mammo_model` with a named approver; tonight's exams; `screen_daily_mammograms`;
-`monitor_mammo_model` (integrity, drift against the champion's validation data, report);
-then the URLs, the worklist, the monitoring report and a one-screen summary.
+Stack up (Airflow included); synthetic exams for the training dates into Orthanc; then,
+through Airflow's authenticated REST API as its admin, each DAG is unpaused and triggered
+and its run followed to the end: `retrain_mammo_model`; `deploy_mammo_model` (approved by
+the admin's login); tonight's exams; `screen_daily_mammograms` for tonight;
+`monitor_mammo_model` (integrity, drift against the champion's validation data, report).
+The DAGs stay unpaused, so the next 02:00 screens the night by itself. Then the URLs (the
+Airflow UI and where its password is), the worklist, the monitoring report and a summary.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from typing import Any
 
 from pipelines.config import get_settings
 from pipelines.errors import OrthancUnavailable
-from pipelines.orchestration import runner
+from pipelines.orchestration import api
 from pipelines.pacs.client import OrthancClient
 from pipelines.stack import manage
 from pipelines.synth.run import run as synth
 
 log = logging.getLogger(__name__)
 SITES = ("general", "north")
+DAGS = ("retrain_mammo_model", "deploy_mammo_model", "screen_daily_mammograms", "monitor_mammo_model")
 
 
 def wait_until_stable(timeout_s: float = 600) -> None:
@@ -61,18 +65,22 @@ def run(exams: int = 200, days: int = 2, seed: int = 7) -> dict[str, Any]:
     for i, (date, n) in enumerate(training):
         step(f"synth {date}", synth, n, date, SITES[i % len(SITES)], seed + i)
     step("wait for stable studies", wait_until_stable)
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    retrain = step("dag retrain_mammo_model", runner.dags_test, "retrain_mammo_model", now)
-    deploy = step("dag deploy_mammo_model", runner.dags_test, "deploy_mammo_model", now,
-                  {"approver": "Dr. Demo Radiologist", "reason": "radflow demo"})
-    step(f"synth {night_date} (tonight)", synth, night_exams, night_date, SITES[0], seed + 100)
-    step("wait for stable studies", wait_until_stable)
-    logical = f"{(dt.date.fromisoformat(night_date) + dt.timedelta(days=1)).isoformat()}T02:00:00+00:00"
-    screen = step("dag screen_daily_mammograms", runner.dags_test, "screen_daily_mammograms", logical)
-    morning = f"{(dt.date.fromisoformat(night_date) + dt.timedelta(days=1)).isoformat()}T06:00:00+00:00"
-    monitor = step("dag monitor_mammo_model", runner.dags_test, "monitor_mammo_model", morning)
+    with api.for_stack() as airflow:
+        retrain = step("dag retrain_mammo_model", airflow.trigger_and_wait, "retrain_mammo_model")
+        deploy = step("dag deploy_mammo_model", airflow.trigger_and_wait, "deploy_mammo_model",
+                      {"reason": "radflow demo: first champion"})
+        step(f"synth {night_date} (tonight)", synth, night_exams, night_date, SITES[0], seed + 100)
+        step("wait for stable studies", wait_until_stable)
+        screen = step("dag screen_daily_mammograms", airflow.trigger_and_wait, "screen_daily_mammograms",
+                      {"study_date": night_date})
+        monitor = step("dag monitor_mammo_model", airflow.trigger_and_wait, "monitor_mammo_model",
+                       {"study_date": night_date})
+        scheduled = {d: airflow.dag(d).get("next_dagrun_run_after") for d in DAGS}
     summary = _summary(stack, night_date, night_exams, training, timings, started)
-    summary["dag_runs"] = [retrain, deploy, screen, monitor]
+    summary["dag_runs"] = [{k: r.get(k) for k in ("dag_id", "dag_run_id", "state", "run_type",
+                                                   "triggering_user_name", "seconds", "url")}
+                           for r in (retrain, deploy, screen, monitor)]
+    summary["next_runs"] = scheduled
     print(_render(summary), file=sys.stderr)
     return summary
 
@@ -95,7 +103,8 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
     return {
         "test_auc": float(champion.tags.get("test_auc", "nan")),
         "orthanc": stack["services"]["orthanc"]["url"], "mlflow": stack["services"]["mlflow"]["url"],
-        "triton": stack["services"]["triton"]["http_url"],
+        "triton": stack["services"]["triton"]["http_url"], "airflow": stack["services"]["airflow"]["url"],
+        "airflow_login": s.airflow_username, "secrets": str(s.state / "secrets"),
         "worklist": str(s.worklists_dir / "mammo" / night / "index.html"),
         "monitoring_report": str(s.reports_dir / "monitoring" / "mammo" / night / "index.html"),
         "training_exams": sum(n for _, n in training), "screened_date": night,
@@ -110,8 +119,11 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
 def _render(summary: dict[str, Any]) -> str:
     lines = [
         "", "radflow demo: the nightly loop ran end to end", "=" * 46,
-        f"Orthanc (PACS)   {summary['orthanc']}   (user radflow, password in .radflow/secrets/)",
-        f"MLflow           {summary['mlflow']}",
+        f"Airflow UI       {summary['airflow']}   (login {summary['airflow_login']}, password: "
+        f"RADFLOW_AIRFLOW_PASSWORD in {summary['secrets']}/airflow.env)",
+        f"Orthanc (PACS)   {summary['orthanc']}   (login radflow, password in {summary['secrets']}/orthanc.env)",
+        f"MLflow           {summary['mlflow']}   (login admin, RADFLOW_MLFLOW_ADMIN_PASSWORD in "
+        f"{summary['secrets']}/mlflow.env)",
         f"Triton           {summary['triton']}",
         f"trained on       {summary['training_exams']} exams; champion = version "
         f"{summary['model_version']}, exam-level test AUC {summary['test_auc']:.3f}",
@@ -121,6 +133,8 @@ def _render(summary: dict[str, Any]) -> str:
         f"monitoring       {summary['monitoring_report']}",
         "timings (s)      " + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items()),
         f"wall clock       {summary['wall_clock_s']} s",
+        "schedules on     " + ", ".join(f"{d} next {t or 'on its asset / by hand'}"
+                                        for d, t in summary.get("next_runs", {}).items()),
         "stop the stack with: radflow stack down",
     ]
     return "\n".join(lines)

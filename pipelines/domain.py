@@ -126,6 +126,8 @@ class PromotionResult(StageResult):
     dataset_version: str | None
     report_run_id: str | None
     audit_id: int | None
+    approver_name: str = ""  # the approver login's display name (policy), for people to read
+    approved_via: str = ""  # airflow | mlflow: which login system authenticated the approver
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +141,8 @@ class RollbackResult(StageResult):
     reason: str
     rolled_back_from: str
     audit_id: int
+    approver_name: str = ""
+    approved_via: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,5 +75,9 @@ class DeploymentFailed(PermanentError):
     """A model version could not be loaded or failed its smoke inference."""
 
 
+class UnapprovedChampion(DeploymentFailed):
+    """A version holds alias champion that no audited promotion or rollback approved."""
+
+
 class ModelIntegrityError(DeploymentFailed):
     """A model file's SHA-256 differs from its MLflow registered version: never load it."""

@@ -1,8 +1,9 @@
 """Shared fixtures: isolated radflow settings for every test, and a PostgreSQL database.
 
-Every test gets its own state dir (RADFLOW_STATE_DIR under tmp_path) and the default
-SQLite results database in it, unless the test sets RADFLOW_DATABASE_URL itself; the
-cached settings and engines are forgotten around each test.
+Every test gets its own state dir (RADFLOW_STATE_DIR under tmp_path) and a SQLite results
+database in it (unit tests only: radflow itself defaults to PostgreSQL), unless the test
+sets RADFLOW_DATABASE_URL itself; the cached settings and engines are forgotten around
+each test.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """A fresh state dir and SQLite results database per test; settings re-read."""
     state = tmp_path / "radflow-state"
     monkeypatch.setenv("RADFLOW_STATE_DIR", str(state))
-    monkeypatch.delenv("RADFLOW_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RADFLOW_DATABASE_URL", f"sqlite:///{state / 'radflow.db'}")
     config.reset_settings()
     yield state
     config.reset_settings()

@@ -12,7 +12,11 @@ repository index and reports one `IntegrityRow` per model version:
 - a template model (a folder of serving/triton_repo: preprocessing, ensemble): the files
   of each version folder against the reviewed files (config.pbtxt is generated per
   deployment and legitimately differs, so it is not compared);
-- anything else, on disk or in the index: "unknown".
+- anything else, on disk or in the index: "unknown";
+- approval: a version served in a champion slot that no audited promotion or rollback ever
+  made champion, and a registered model whose alias `champion` points at another version
+  than the audited champion (the alias moved in MLflow by hand), are "unapproved" (the
+  latter as a row `registry:<model>@champion`).
 
 Nothing is loaded or unloaded.
 """
@@ -39,8 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "mismatch", "missing", "unregistered", "unknown")
-_SEVERITY = ("mismatch", "missing", "unregistered", "unknown")  # a row reports its worst finding
+STATUSES = ("ok", "mismatch", "missing", "unregistered", "unapproved", "unknown")
+_SEVERITY = ("mismatch", "missing", "unregistered", "unapproved", "unknown")  # a row's worst finding
 _NOT_COMPARED = {"config.pbtxt"}  # rewritten by deploy (version policy, image size)
 _SKIPPED_DIRS = {"__pycache__"}  # bytecode the Python backend writes beside model.py
 _DEPLOYED_FILES = {"model.onnx", "model.py"}  # what deploy writes into a version folder
@@ -141,14 +145,18 @@ def _claims(dep: Deployment) -> dict[str, str]:
 
 
 def _deployed(client: MlflowClient, folder: Path, dep: Deployment, served: set[str],
-              adapter: Path) -> list[IntegrityRow]:
+              adapter: Path, approved: set[str] | None = None) -> list[IntegrityRow]:
     """Rows of a model radflow deploys: each version's file against its registered version,
-    its adapter against the reviewed one."""
+    its adapter against the reviewed one; in a champion slot, each served version against
+    the `approved` versions (None: not checked)."""
     claimed, reviewed = _claims(dep), _file_sha(adapter)
     rows = []
     for version in _versions(folder, served | {str(dep.triton_version)}):
         expected, unregistered = _registered(client, dep.model_name, version)
         actual, findings = _version_findings(folder, dep, version, version in served, expected, unregistered)
+        if approved is not None and version in served and version not in approved:
+            findings.append(("unapproved", f"{dep.triton_model} serves {dep.model_name} version {version}, "
+                                           "which no audited promotion or rollback made champion"))
         if expected and claimed.get(version, expected) != expected:
             findings.append(("mismatch", f"the deployment record of {dep.triton_model} says version "
                                          f"{version} is {claimed[version][:16]}..., MLflow "
@@ -232,20 +240,57 @@ def check(settings: RadflowSettings | None = None) -> list[IntegrityRow]:
     client = mlflow_client() if deployed else None
     adapter = REVIEWED / s.triton_model / "model.py"  # what deploy copies into every version folder
     rows: list[IntegrityRow] = []
+    approved = _approved({d.model_name for d in deployed.values() if d.slot == "champion"})
     for name in sorted(on_disk | set(index) | set(deployed)):
         served = index.get(name, set())
         if name in deployed and client is not None:
-            rows += _deployed(client, repo / name, deployed[name], served, adapter)
+            dep = deployed[name]
+            rows += _deployed(client, repo / name, dep, served, adapter,
+                              approved.get(dep.model_name) if dep.slot == "champion" else None)
         elif (REVIEWED / name).is_dir():
             rows += _template(repo / name, REVIEWED / name, served)
         else:
             rows += _unknown(repo / name, served, name in on_disk)
+    rows += _aliases(client or mlflow_client())
     counts = summary(rows)["counts"]
     log.info("integrity: %d model versions checked in %s: %s", len(rows), repo, counts)
     for row in rows:
         if not row.ok:
             log.warning("integrity: %s version %s is %s: %s", row.triton_model, row.version or "-",
                         row.status, row.detail)
+    return rows
+
+
+def _approved(models: set[str]) -> dict[str, set[str]]:
+    """The versions each model's audited promotions and rollbacks made champion."""
+    from pipelines import db
+    from pipelines.registry.approval import approved_versions
+
+    if not models:
+        return {}
+    with db.get_engine().connect() as conn:
+        return {m: approved_versions(conn, m) for m in models}
+
+
+def _aliases(client: MlflowClient) -> list[IntegrityRow]:
+    """One row per screening task's registered model that has a champion: its alias against
+    the audited champion (a hand-moved alias is "unapproved")."""
+    from pipelines.registry.approval import unapproved_reason
+    from pipelines.registry.client import version_by_alias
+    from pipelines.screening.tasks import BUILTIN, load
+
+    rows = []
+    tasks = load(get_settings().screening_tasks_file or BUILTIN)
+    for model in sorted({t.registered_model for t in tasks.values()}):
+        champion = version_by_alias(client, model, "champion")
+        if champion is None:
+            continue
+        version = str(champion.version)
+        reason = unapproved_reason(model, version)
+        rows.append(IntegrityRow(triton_model=f"registry:{model}@champion", version=version,
+                                 status="unapproved" if reason else "ok", served=False,
+                                 detail=reason or f"alias champion of {model} is the audited champion",
+                                 registered=f"{model}/{version}"))
     return rows
 
 

@@ -85,7 +85,8 @@ class IntegrityRow:
         version: the version folder ("" for models without versioned files checked).
         status: "ok", "mismatch" (hash differs from the registered one), "missing"
             (served but no file), "unregistered" (no MLflow version to check against),
-            or "unknown" (a model radflow did not deploy).
+            "unapproved" (served as champion, or holding alias champion, without an
+            audited promotion or rollback), or "unknown" (a model radflow did not deploy).
         served: loaded (READY) in Triton at the time of the check.
         expected_sha256: the registered SHA-256 ("" when there is none).
         actual_sha256: the file's SHA-256 ("" when there is no file).

@@ -10,10 +10,29 @@ from typing import Any
 from pipelines.errors import PermanentError
 
 
+def _children_skip_the_airflow_script() -> None:
+    """Stages start worker processes with "spawn" (ingest) and "forkserver" (decode), which
+    re-import the parent's __main__ by path. In an Airflow worker that is the `airflow`
+    script, whose import fails there: the worker blocks the metadata database
+    (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow-db-not-allowed:///). Naming __main__ by its
+    package's `__main__` spec makes multiprocessing skip re-running it (as it does for
+    `python -m pkg`); the stages' children import only what they use."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return
+    if Path(getattr(main, "__file__", "") or "").name == "airflow":
+        main.__spec__ = importlib.util.find_spec("airflow.__main__")
+
+
 def call_stage(fn: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
     """Run one stage function and return its PHI-free result as a dict."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    _children_skip_the_airflow_script()
     try:
         result = fn(**kwargs)
     except PermanentError as exc:
@@ -28,12 +47,22 @@ def hospital_timezone() -> str:
     return get_settings().hospital_timezone
 
 
-def screening_schedule() -> tuple[str, str]:
-    """(cron, first night YYYY-MM-DD) of the nightly screening, from the settings."""
+def screening_schedule() -> tuple[str, Any]:
+    """(cron, first moment) of the nightly screening, from the settings (controls.schedule_start)."""
     from pipelines.config import get_settings
+    from pipelines.orchestration.controls import schedule_start
 
     s = get_settings()
-    return s.screening_schedule, s.screening_start_date
+    return s.screening_schedule, schedule_start(s.hospital_timezone)
+
+
+def retrain_schedule() -> tuple[str, Any]:
+    """(cron, first moment) of the scheduled retraining (drift starts one too)."""
+    from pipelines.config import get_settings
+    from pipelines.orchestration.controls import schedule_start
+
+    s = get_settings()
+    return s.retrain_schedule, schedule_start(s.hospital_timezone)
 
 
 def previous_day(logical_date: dt.datetime, override: str | None) -> str:
@@ -49,12 +78,13 @@ def previous_day(logical_date: dt.datetime, override: str | None) -> str:
     return (local.date() - dt.timedelta(days=1)).isoformat()
 
 
-def monitoring_schedule() -> tuple[str, str]:
-    """(cron, first night YYYY-MM-DD) of the daily monitoring, from the settings."""
+def monitoring_schedule() -> tuple[str, Any]:
+    """(cron, first moment) of the daily monitoring, from the settings."""
     from pipelines.config import get_settings
+    from pipelines.orchestration.controls import schedule_start
 
     s = get_settings()
-    return s.monitoring_schedule, s.screening_start_date
+    return s.monitoring_schedule, schedule_start(s.hospital_timezone)
 
 
 def retrain_if_alerted(monitor: dict[str, Any]) -> dict[str, Any]:

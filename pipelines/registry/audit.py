@@ -20,13 +20,16 @@ PROMOTED, REFUSED, ROLLED_BACK = "promoted", "refused", "rolled_back"
 def record(conn: Connection, *, model_name: str, action: str, version: str, alias: str,
            previous_version: str | None, approver: str, reason: str, outcome: str,
            gates: Mapping[str, Any], dataset_version: str | None = None,
-           report_run_id: str | None = None) -> int:
-    """Append one audit row; returns its id."""
+           report_run_id: str | None = None, approver_name: str = "",
+           approved_via: str = "") -> int:
+    """Append one audit row (`approver` is the login, `approver_name` its display name);
+    returns its id."""
     result = conn.execute(db.promotions.insert().values(
         model_name=model_name, action=action, version=version, alias=alias,
         previous_version=previous_version, approver=approver, reason=reason, outcome=outcome,
         gates=json.dumps(gates, sort_keys=True), dataset_version=dataset_version,
-        report_run_id=report_run_id,
+        report_run_id=report_run_id, approver_name=approver_name or approver,
+        approved_via=approved_via or None,
     ))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pipelines.config import get_settings
@@ -31,23 +33,62 @@ def quiet_mlflow() -> None:
         os.environ.setdefault(key, value)
 
 
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def use_credentials(username: str, password: str) -> None:
+    """Every MLflow call of this process (client, fluent API, artifacts) logs in as `username`."""
+    os.environ[CREDENTIALS[0]], os.environ[CREDENTIALS[1]] = username, password
+
+
+@contextlib.contextmanager
+def credentials(username: str, password: str) -> Iterator[None]:
+    """Log in as `username` while the block runs; the previous login afterwards."""
+    before = {key: os.environ.get(key) for key in CREDENTIALS}
+    use_credentials(username, password)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def mlflow_client() -> MlflowClient:
-    """A client of the configured tracking server (the URI is set here, at run time)."""
+    """A client of the configured tracking server (the URI is set here, at run time), logged
+    in as RADFLOW_MLFLOW_USERNAME.
+
+    Raises:
+        MlflowUnavailable: the server did not answer.
+        RegistryError: it refused the login (wrong or missing password).
+    """
     quiet_mlflow()  # before mlflow is first imported: some settings are read at import
     from mlflow.tracking import MlflowClient
 
     import mlflow
 
-    uri = get_settings().mlflow_uri
+    s = get_settings()
+    uri = s.mlflow_uri
     if uri.startswith("http"):
         _probe(uri)
+        use_credentials(s.mlflow_username, s.mlflow_secret())
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         client.search_experiments(max_results=1)
     except Exception as exc:
+        if "401" in str(exc) or "Unauthorized" in str(exc) or "not authenticated" in str(exc):
+            raise RegistryError(f"MLflow at {uri} refused the login {s.mlflow_username!r}: set "
+                                "RADFLOW_MLFLOW_USERNAME and RADFLOW_MLFLOW_PASSWORD") from exc
         raise MlflowUnavailable(f"MLflow tracking server at {uri} did not answer: {exc}") from exc
     return client
+
+
+def logged_in_user() -> str:
+    """The MLflow login every call of this process is made as (after mlflow_client())."""
+    return os.environ.get(CREDENTIALS[0], "")
 
 
 def _probe(uri: str) -> None:

@@ -1,10 +1,13 @@
 """`radflow promote`: move alias `champion` to a challenger that passes the gate.
 
 The challenger is compared with the current champion on the same frozen test split
-(`registry.gate`, margins from mlflow/registered_models.yaml). A named approver and a
-reason are required; there is no override. Every attempt writes a promotion report
-(JSON and HTML) to MLflow and a row in the audit table, refused ones included; a passed
-gate also moves the alias and tags the version with who approved it, when and why.
+(`registry.gate`, margins from mlflow/registered_models.yaml). The approver is an
+authenticated login listed in the policy (pipelines/registry/approval.py: the Airflow user
+who triggered the deploy DAG, or the CLI's MLflow login) and a reason is required; there is
+no override. Every attempt writes a row in the audit table, refused ones included (a login
+that may not approve is refused before the gate runs); a gate that ran also writes a
+promotion report (JSON and HTML) to MLflow, and a passed gate moves the alias and tags the
+version with who approved it, when and why.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pipelines.config import get_settings
 from pipelines.domain import PromotionResult
 from pipelines.errors import PermanentError, PromotionRefused, RegistryError
 from pipelines.registry import audit, gate, report, scoring
+from pipelines.registry.approval import Identity, Via, identify
 from pipelines.registry.client import mlflow_client, require_version, version_by_alias
 from pipelines.registry.policy import PromotionPolicy, load_policy
 
@@ -39,13 +43,6 @@ def required_text(value: str | None, what: str, flag: str) -> str:
     return text
 
 
-def check_approver(approver: str, policy: PromotionPolicy) -> None:
-    """Refuse an approver the policy does not list (an empty list admits any named one)."""
-    if policy.approvers and approver not in policy.approvers:
-        raise PermanentError(f"approver {approver!r} is not listed in the promotion policy's "
-                             f"approvers: {', '.join(policy.approvers)}")
-
-
 def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
@@ -55,25 +52,31 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
         raise RegistryError(f"registered model {name!r} has no version {version!r}") from exc
 
 
-def run(approver: str, reason: str, version: str | None = None) -> PromotionResult:
+def run(reason: str, version: str | None = None, *, via: Via = "mlflow",
+        approver: str | None = None) -> PromotionResult:
     """Gate `version` (default: the challenger) against the champion; promote it if it passes.
 
+    Args:
+        via: "mlflow" (the CLI: the approver is this process's MLflow login) or "airflow"
+            (the deploy DAG: `approver` is the login that triggered the run).
+
     Raises:
-        PermanentError: the approver or the reason is blank, or the approver is not listed.
+        PermanentError: the reason is blank, or there is no authenticated approver.
         PolicyInvalid: the registered-model policy is missing or invalid.
         RegistryError: the version (or the challenger) does not exist.
-        PromotionRefused: a check of the gate failed (the attempt is audited).
+        PromotionRefused: the login may not approve, or a check of the gate failed (audited).
     """
-    approver = required_text(approver, "approver", "--approver NAME")
     reason = required_text(reason, "reason", "--reason TEXT")
     name = get_settings().registered_model
     policy = load_policy(name).promotion
-    check_approver(approver, policy)
     client = mlflow_client()
+    who = identify(policy, via, approver)
     target = get_version(client, name, version or str(require_version(client, name, CHALLENGER).version))
     champion = version_by_alias(client, name, CHAMPION)
     attempt = Attempt(name, str(target.version), str(champion.version) if champion else None,
-                      approver, reason)
+                      who.login, reason, who.name, who.via)
+    if not who.allowed:
+        refuse_login(attempt, audit.PROMOTE, who)
     if attempt.previous_version == attempt.version:
         log.info("promote: %s version %s already is champion", name, attempt.version)
         return attempt.result("unchanged", None, None, None)
@@ -88,13 +91,14 @@ def run(approver: str, reason: str, version: str | None = None) -> PromotionResu
             attempt.record(conn, audit.REFUSED, result, dataset_version, run_id)
         raise PromotionRefused(_refusal(attempt, result, run_id))
     audit_id = _move_alias(client, attempt, result, dataset_version, run_id)
-    for key, value in {"approved_by": approver, "approved_at": stamp, "approval_reason": reason,
+    for key, value in {"approved_by": who.login, "approved_by_name": who.name, "approved_via": who.via,
+                       "approved_at": stamp, "approval_reason": reason,
                        "promoted_from": attempt.previous_version or "",
                        "gate_summary": report.summary(result.as_json()),
                        "promotion_report_run": run_id}.items():
         client.set_model_version_tag(name, attempt.version, key, value)
-    log.info("promote: %s version %s is champion (was %s), approved by %s",
-             name, attempt.version, attempt.previous_version, approver)
+    log.info("promote: %s version %s is champion (was %s), approved by %s (%s)",
+             name, attempt.version, attempt.previous_version, who.login, who.via)
     return attempt.result(outcome, result, dataset_version, run_id, audit_id)
 
 
@@ -105,8 +109,10 @@ class Attempt:
     model_name: str
     version: str
     previous_version: str | None
-    approver: str
+    approver: str  # the login
     reason: str
+    approver_name: str = ""
+    approved_via: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,7 +123,8 @@ class Attempt:
             conn, model_name=self.model_name, action=audit.PROMOTE, version=self.version,
             alias=CHAMPION, previous_version=self.previous_version, approver=self.approver,
             reason=self.reason, outcome=outcome, gates=result.as_json(),
-            dataset_version=dataset_version, report_run_id=run_id)
+            dataset_version=dataset_version, report_run_id=run_id,
+            approver_name=self.approver_name, approved_via=self.approved_via)
 
     def result(self, outcome: str, gate_result: gate.GateResult | None,
                dataset_version: str | None, run_id: str | None,
@@ -127,7 +134,22 @@ class Attempt:
             approver=self.approver, reason=self.reason, previous_version=self.previous_version,
             outcome=outcome, checks=gate_result.checks if gate_result else [],
             skipped_subgroups=gate_result.skipped if gate_result else [],
-            dataset_version=dataset_version, report_run_id=run_id, audit_id=audit_id)
+            dataset_version=dataset_version, report_run_id=run_id, audit_id=audit_id,
+            approver_name=self.approver_name, approved_via=self.approved_via)
+
+
+def refuse_login(attempt: Attempt, action: str, who: Identity) -> None:
+    """Audit a change of champion refused because its login may not approve, and raise."""
+    check = gate.GateCheck(name="approver", value=None, limit=None, passed=False, detail=who.refusal)
+    refused = gate.GateResult(checks=[check], metrics={}, exams=0, positives=0, skipped=[])
+    with db.get_engine().begin() as conn:
+        audit.record(conn, model_name=attempt.model_name, action=action, version=attempt.version,
+                     alias=CHAMPION, previous_version=attempt.previous_version, approver=who.login,
+                     reason=attempt.reason, outcome=audit.REFUSED, gates=refused.as_json(),
+                     approver_name=who.name, approved_via=who.via)
+    log.warning("%s of %s version %s refused: %s", action, attempt.model_name, attempt.version, who.refusal)
+    raise PromotionRefused(f"{action} of {attempt.model_name} version {attempt.version} refused, "
+                           f"the champion stays version {attempt.previous_version}: {who.refusal}")
 
 
 def _run_gate(target: ModelVersion, champion: ModelVersion | None,

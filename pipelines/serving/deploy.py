@@ -19,9 +19,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pipelines import db
 from pipelines.config import get_settings
 from pipelines.domain import DeployResult, UndeployResult
-from pipelines.errors import DeploymentFailed, PermanentError
+from pipelines.errors import DeploymentFailed, PermanentError, UnapprovedChampion
+from pipelines.registry import approval
 from pipelines.registry.client import mlflow_client, model_uri
 from pipelines.screening.tasks import ScreeningTask, get_task
 from pipelines.serving import integrity, repository
@@ -96,6 +98,8 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
     uri = uri or model_uri(spec.registered_model, "champion" if slot_ == "champion" else "challenger")
     client = mlflow_client()
     mv = integrity.resolve(client, uri)
+    if slot_ == "champion":
+        approval.require_approved(mv.name, str(mv.version))
     expected, version = integrity.registered_sha(mv), int(mv.version)
     model = triton_name(slot_, spec.triton_model)
     current = find(slot_, spec.triton_model)
@@ -146,6 +150,12 @@ def rollback(slot: str = "champion", task: str = "mammo") -> DeployResult:
                                   f"version {current.triton_version} has no previous version on disk"))
     client = mlflow_client()
     prev = current.previous_version
+    if slot_ == "champion":
+        with db.get_engine().connect() as conn:
+            ever = approval.approved_versions(conn, current.model_name)
+        if str(prev) not in ever:
+            raise UnapprovedChampion(f"{current.model_name} version {prev} was never made champion "
+                                     "by an audited promotion or rollback: not serving it again")
     mv = client.get_model_version(current.model_name, str(prev))
     expected = integrity.registered_sha(mv)
     triton = TritonClient(get_settings())

@@ -1,14 +1,16 @@
-"""`radflow stack up|status|down`: the local Orthanc, MLflow and Triton under the state dir.
+"""`radflow stack up|status|down`: the local stack under the state dir.
 
-A second `up` is a no-op; `down` stops only what `up` started (pid files); a port that
-something else holds is a clear error, not a hang.
+PostgreSQL (embedded, when no RADFLOW_DATABASE_URL is given), Orthanc, MLflow (basic
+auth), Triton and Airflow (api-server, scheduler, dag-processor, triggerer). A second
+`up` is a no-op; `down` stops only what `up` started (pid files); a port that something
+else holds is a clear error, not a hang.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import sys
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +21,12 @@ import httpx
 from pipelines import db
 from pipelines.config import RadflowSettings, get_settings
 from pipelines.errors import StackError
-from pipelines.stack import orthanc, processes, triton
+from pipelines.stack import airflow, mlflow, orthanc, postgres, processes, triton
 
 log = logging.getLogger(__name__)
-SERVICES = ("orthanc", "mlflow", "triton")
+SERVICES = ("postgres", "orthanc", "mlflow", "triton", "airflow")
+AIRFLOW_UNITS = tuple(f"airflow-{c}" for c in airflow.COMPONENTS)
+Command = tuple[list[str], "dict[str, str] | None"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class Service:
     ports: dict[str, int]  # setting (environment variable) -> port
     health: Callable[[], bool]
     timeout_s: float
+    command: Callable[[], Command]
+    prepare: Callable[[], None] | None = None  # before the first start (migrations, users)
+    after: Callable[[], None] | None = None  # once healthy after a start (users, roles)
+    stop_signal: int = signal.SIGTERM
+    stop_group: bool = True  # signal the whole process group, not only the recorded process
 
 
 def _ok(url: str, auth: tuple[str, str] | None = None) -> bool:
@@ -38,39 +47,52 @@ def _ok(url: str, auth: tuple[str, str] | None = None) -> bool:
 
 
 def services(s: RadflowSettings) -> dict[str, Service]:
+    """Every process the stack may start, in start order."""
     def orthanc_ok() -> bool:  # the secret may be created by this very `up`
         return _ok(f"{s.orthanc_base_url}/system", (s.orthanc_username, s.orthanc_secret()))
 
-    return {
+    def orthanc_command() -> Command:
+        return orthanc.command(orthanc.write_config(s, orthanc.ensure_secret(s))), None
+
+    table = {
+        "postgres": Service("postgres", {"RADFLOW_POSTGRES_PORT": s.postgres_port},
+                            lambda: postgres.healthy(s), 60, lambda: (postgres.command(s), None),
+                            after=lambda: _results_database(s),
+                            stop_signal=postgres.STOP_SIGNAL, stop_group=False),
         "orthanc": Service("orthanc", {"RADFLOW_ORTHANC_HTTP_PORT": s.orthanc_http_port,
                                        "RADFLOW_ORTHANC_DICOM_PORT": s.orthanc_dicom_port},
-                           orthanc_ok, 60),
+                           orthanc_ok, 60, orthanc_command),
         "mlflow": Service("mlflow", {"RADFLOW_MLFLOW_PORT": s.mlflow_port},
-                          lambda: _ok(f"{s.mlflow_uri}/health"), 180),
+                          lambda: _ok(f"{s.mlflow_uri}/health"), 180, lambda: mlflow.command(s),
+                          after=lambda: mlflow.provision(s)),
         "triton": Service("triton", {"RADFLOW_TRITON_HTTP_PORT": s.triton_http_port,
                                      "RADFLOW_TRITON_GRPC_PORT": s.triton_grpc_port,
                                      "RADFLOW_TRITON_METRICS_PORT": s.triton_metrics_port},
-                          lambda: _ok(f"http://{s.triton_http_url}/v2/health/live"), 120),
+                          lambda: _ok(f"http://{s.triton_http_url}/v2/health/live"), 120,
+                          lambda: triton.command(s)),
     }
+    for component, unit in zip(airflow.COMPONENTS, AIRFLOW_UNITS, strict=True):
+        api = component == "api-server"
+        table[unit] = Service(
+            unit, {"RADFLOW_AIRFLOW_PORT": s.airflow_port} if api else {},
+            functools.partial(airflow.component_healthy, s, component), 240 if api else 120,
+            functools.partial(airflow.command, s, component),
+            prepare=(lambda: airflow.prepare(s)) if api else None)
+    return table
+
+
+def _results_database(s: RadflowSettings) -> None:
+    """The embedded cluster's results database, created and migrated to the newest schema."""
+    postgres.ensure_database(s.db_url)
+    db.migrate(s.db_url)
+
+
+def _units(group: str) -> tuple[str, ...]:
+    return AIRFLOW_UNITS if group == "airflow" else (group,)
 
 
 def _paths(s: RadflowSettings, name: str) -> tuple[Path, Path]:
     return s.state / "run" / f"{name}.pid", s.logs_dir / f"{name}.log"
-
-
-def _argv(s: RadflowSettings, name: str) -> tuple[list[str], dict[str, str] | None]:
-    if name == "orthanc":
-        password = orthanc.ensure_secret(s)
-        return orthanc.command(orthanc.write_config(s, password)), None
-    if name == "mlflow":
-        root = s.state / "mlflow"
-        s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
-        exe = Path(sys.executable).parent / "mlflow"
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-        return [str(exe), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination", str(s.mlflow_artifacts_dir), "--host", "127.0.0.1",
-                "--port", str(s.mlflow_port), "--workers", "1"], env
-    return triton.command(s)
 
 
 def _start(s: RadflowSettings, svc: Service) -> str:
@@ -86,33 +108,52 @@ def _start(s: RadflowSettings, svc: Service) -> str:
             f"by another process; stop it or move {svc.name} with "
             + ", ".join(f"{k}=<free port>" for k in taken)
         )
-    argv, env = _argv(s, svc.name)
+    if svc.prepare is not None:
+        svc.prepare()
+    argv, env = svc.command()
     processes.start(svc.name, argv, pid_file=pid_file, log_file=log_file, env=env, cwd=s.state)
     secs = processes.wait_until(svc.name, svc.health, pid_file=pid_file, log_file=log_file,
                                 timeout_s=svc.timeout_s)
+    if svc.after is not None:
+        svc.after()
     log.info("stack: %s healthy after %.1f s (log %s)", svc.name, secs, log_file)
     return "started"
 
 
 def up(only: list[str] | None = None) -> dict[str, Any]:
-    """Start the requested services (default all) and wait until each is healthy."""
+    """Start the requested services (default all) and wait until each is healthy.
+
+    The embedded PostgreSQL (no RADFLOW_DATABASE_URL) always starts: it holds the results.
+    """
     s = get_settings()
     s.state.mkdir(parents=True, exist_ok=True)
     wanted = _check(only)
+    if s.embedded_postgres and "postgres" not in wanted:
+        wanted.insert(0, "postgres")
+    if not s.embedded_postgres and "postgres" in wanted:
+        wanted.remove("postgres")  # the configured server is not radflow's to start
     for folder in (s.lake_dir, s.logs_dir, s.worklists_dir):
         folder.mkdir(parents=True, exist_ok=True)
     table = services(s)
-    actions = {name: _start(s, table[name]) for name in wanted}
+    actions: dict[str, str] = {}
+    for group in wanted:
+        results = [_start(s, table[unit]) for unit in _units(group)]
+        actions[group] = results[0] if len(set(results)) == 1 else "started"
     return {**status(), "actions": actions}
 
 
 def down(only: list[str] | None = None) -> dict[str, Any]:
     """Stop the services this state dir started; others are left alone."""
     s = get_settings()
+    table = services(s)
     stopped = {}
-    for name in reversed(_check(only)):
-        pid_file, _ = _paths(s, name)
-        stopped[name] = "stopped" if processes.stop(pid_file) else "not running"
+    for group in reversed(_check(only)):
+        results = []
+        for unit in reversed(_units(group)):
+            pid_file, _ = _paths(s, unit)
+            results.append(processes.stop(pid_file, sig=table[unit].stop_signal,
+                                          group=table[unit].stop_group))
+        stopped[group] = "stopped" if any(results) else "not running"
     return {**status(), "actions": stopped}
 
 
@@ -135,22 +176,32 @@ def status() -> dict[str, Any]:
         except Exception:
             return False
 
+    components = {c: running(u) for c, u in zip(airflow.COMPONENTS, AIRFLOW_UNITS, strict=True)}
     return {
         "state_dir": str(s.state),
         "services": {
+            "postgres": {"running": running("postgres") if s.embedded_postgres else None,
+                         "embedded": s.embedded_postgres, "port": s.postgres_port,
+                         "data_dir": str(postgres.root_dir(s) / "data") if s.embedded_postgres else None,
+                         "managed": _managed(s, "postgres")},
             "orthanc": {"running": running("orthanc"), "url": s.orthanc_base_url,
                         "dicom_host": s.orthanc_dicom_host, "dicom_port": s.orthanc_dicom_port,
                         "aet": s.orthanc_aet, "managed": _managed(s, "orthanc")},
             "mlflow": {"running": running("mlflow"), "url": s.mlflow_uri,
-                       "managed": _managed(s, "mlflow")},
+                       "login": s.mlflow_username, "managed": _managed(s, "mlflow")},
             "triton": {"running": running("triton"), "http_url": f"http://{s.triton_http_url}",
                        "grpc_url": s.triton_grpc_url, "repository": str(s.triton_repository),
                        "managed": _managed(s, "triton")},
+            "airflow": {"running": all(components.values()), "url": s.airflow_base_url,
+                        "components": components, "login": s.airflow_username,
+                        "password_file": str(s.secret_file("airflow")),
+                        "database_url": db.redacted_url(s.airflow_db_url),
+                        "managed": all(_managed(s, u) for u in AIRFLOW_UNITS)},
         },
         "paths": {"lake": str(s.lake_dir), "logs": str(s.logs_dir),
                   "mlflow_artifacts": str(s.mlflow_artifacts_dir),
                   "orthanc_storage": str(s.orthanc_storage_dir),
-                  "worklists": str(s.worklists_dir)},
+                  "worklists": str(s.worklists_dir), "secrets": str(s.state / "secrets")},
         "database_url": db.redacted_url(s.db_url),
     }
 

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 
 from pipelines.config import RadflowSettings
 from pipelines.errors import StackError
+from pipelines.stack import secrets
 
 DICOMWEB_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
 
 
 def ensure_secret(settings: RadflowSettings) -> str:
     """The Orthanc password: from the environment, else generated once into the state dir."""
-    return settings.orthanc_secret() or write_secret(settings.secrets_file,
-                                                     "RADFLOW_ORTHANC_PASSWORD")
-
-
-def write_secret(path: Path, name: str) -> str:
-    """A new random secret written as `name=...` to `path` (folder 0700, file 0600)."""
-    value = secrets.token_urlsafe(18)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{name}={value}\n")
-    return value
+    return secrets.ensure(settings.secrets_file, "RADFLOW_ORTHANC_PASSWORD", settings.orthanc_secret())
 
 
 def dicomweb_plugin() -> Path | None:

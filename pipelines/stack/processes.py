@@ -100,14 +100,16 @@ def wait_until(
     )
 
 
-def stop(pid_file: Path, *, timeout_s: float = 30.0) -> bool:
-    """SIGTERM the process group recorded in pid_file, SIGKILL it after timeout_s."""
+def stop(pid_file: Path, *, timeout_s: float = 30.0, sig: int = signal.SIGTERM,
+         group: bool = True) -> bool:
+    """Signal (default SIGTERM) the process group recorded in pid_file (only the process when
+    not `group`: a server that stops its own children), SIGKILL the group after timeout_s."""
     pid = read_pid(pid_file)
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        (os.killpg if group else os.kill)(pid, sig)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
         time.sleep(0.2)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipelines.config import PROJECT_DIR, TRITON_ADMIN_HEADER, RadflowSettings
 from pipelines.errors import StackError
-from pipelines.stack.orthanc import write_secret
+from pipelines.stack import secrets
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def environment(python: Path, sp: Path) -> dict[str, str]:
 
 def ensure_admin_key(settings: RadflowSettings) -> str:
     """The model-repository key: from the environment, else generated once into the state dir."""
-    return settings.triton_admin_secret() or write_secret(settings.triton_secrets_file,
-                                                          "RADFLOW_TRITON_ADMIN_KEY")
+    return secrets.ensure(settings.triton_secrets_file, "RADFLOW_TRITON_ADMIN_KEY",
+                          settings.triton_admin_secret())
 
 
 def models_to_load(settings: RadflowSettings) -> list[str]:

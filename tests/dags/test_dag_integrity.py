@@ -28,9 +28,12 @@ DAGS = ROOT / "dags"
 HEAVY = ("torch", "mlflow", "great_expectations", "pydicom", "tritonclient", "onnxruntime",
          "sklearn")
 HOSPITAL_TZ = "America/New_York"  # what the parses see; not UTC, to catch UTC-only schedules
-CONFIGURED = {"RADFLOW_SCREENING_SCHEDULE": "30 1 * * 1-5", "RADFLOW_SCREENING_START_DATE": "2026-09-01"}
+CONFIGURED = {"RADFLOW_SCREENING_SCHEDULE": "30 1 * * 1-5", "RADFLOW_SCREENING_START_DATE": "2026-09-01",
+              "RADFLOW_SCREENING_DEADLINE": "06:15", "RADFLOW_TASK_TIMEOUT_MINUTES": "45",
+              "RADFLOW_TASK_RETRIES": "4", "RADFLOW_RETRY_DELAY_MINUTES": "2"}
 EXPECTED = {
-    "retrain_mammo_model": {"ingest_new_studies": ["validate_manifest"],
+    "retrain_mammo_model": {"wait_for_training_window": ["ingest_new_studies"],
+                            "ingest_new_studies": ["validate_manifest"],
                             "validate_manifest": ["build_dataset"],
                             "build_dataset": ["train_challenger"],
                             "train_challenger": ["evaluate_challenger"],
@@ -97,6 +100,20 @@ for dag_id, dag in bag.dags.items():
                     for t in dag.tasks if t.outlets},
         "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", str(t.trigger_rule))
                           for t in dag.tasks},
+        "pools": {t.task_id: t.pool for t in dag.tasks},
+        "operators": {t.task_id: type(t).__name__ for t in dag.tasks},
+        "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds()
+                     for t in dag.tasks},
+        "backoff": sorted({float(t.retry_exponential_backoff) for t in dag.tasks}),
+        "retry_delays": sorted({t.retry_delay.total_seconds() for t in dag.tasks}),
+        "failure_callbacks": sorted({f"{c.__module__}.{c.__name__}" for t in dag.tasks
+                                     for c in (t.on_failure_callback if isinstance(t.on_failure_callback, list)
+                                               else [t.on_failure_callback]) if c}),
+        "tasks_without_failure_callback": [t.task_id for t in dag.tasks if not t.on_failure_callback],
+        "deadline": None if not dag.deadline else [
+            {"reference": type(d.reference).__name__, "interval_s": d.interval.total_seconds(),
+             "callback": str(d.callback.path), "kwargs": d.callback.kwargs}
+            for d in (dag.deadline if isinstance(dag.deadline, list) else [dag.deadline])],
     }
 print(json.dumps({
     "import_errors": {str(k): str(v)[-1500:] for k, v in bag.import_errors.items()},
@@ -261,11 +278,52 @@ def test_task_graph(dags: dict[str, dict[str, Any]], dag_id: str) -> None:
     assert dags[dag_id]["tasks"] == EXPECTED[dag_id]
 
 
-def test_deploy_is_manual_and_asks_for_an_approver(dags: dict[str, dict[str, Any]]) -> None:
+def test_deploy_is_manual_and_its_approver_is_the_login_not_a_param(dags: dict[str, dict[str, Any]]) -> None:
     dag = dags["deploy_mammo_model"]
     assert dag["manual_only"] is True and dag["schedule"] is None
-    assert "approver" in dag["params"]
+    assert list(dag["params"]) == ["reason"]  # the approver is the run's triggering user
     assert dag["retries"] == [0]  # a promotion is never retried automatically
+
+
+@pytest.mark.parametrize("dag_id", list(EXPECTED))
+def test_every_task_has_a_timeout_exponential_backoff_and_notifies_when_it_fails(
+        dags: dict[str, dict[str, Any]], dag_id: str) -> None:
+    dag = dags[dag_id]
+    assert dag["tasks_without_failure_callback"] == []
+    assert dag["failure_callbacks"] == ["pipelines.orchestration.alerts.on_task_failure"]
+    assert all(seconds and seconds > 0 for seconds in dag["timeouts"].values()), dag["timeouts"]
+    assert dag["backoff"] == [2.0]
+
+
+def test_pacs_pulls_and_training_take_their_pools(dags: dict[str, dict[str, Any]]) -> None:
+    assert dags["retrain_mammo_model"]["pools"]["ingest_new_studies"] == "pacs"
+    assert dags["screen_daily_mammograms"]["pools"]["screen_exams"] == "pacs"
+    assert dags["retrain_mammo_model"]["pools"]["train_challenger"] == "training"
+    # training has its own, longer timeout (12 h by default, every other task 2 h)
+    timeouts = dags["retrain_mammo_model"]["timeouts"]
+    assert timeouts["train_challenger"] == 720 * 60 and timeouts["ingest_new_studies"] == 120 * 60
+
+
+def test_retraining_first_waits_for_the_training_window(dags: dict[str, dict[str, Any]]) -> None:
+    dag = dags["retrain_mammo_model"]
+    assert dag["operators"]["wait_for_training_window"] == "TrainingWindow"
+    assert dag["tasks"]["wait_for_training_window"] == ["ingest_new_studies"]
+
+
+def test_the_night_has_a_deadline_alert_at_seven_local(dags: dict[str, dict[str, Any]]) -> None:
+    (deadline,) = dags["screen_daily_mammograms"]["deadline"]
+    assert deadline["reference"] == "DagRunLogicalDateDeadline"
+    assert deadline["interval_s"] == 5 * 3600  # the 02:00 tick to 07:00
+    assert deadline["callback"] == "pipelines.orchestration.alerts.screening_deadline_missed"
+    assert deadline["kwargs"] == {"deadline": f"07:00 {HOSPITAL_TZ}"}
+
+
+def test_timeouts_retries_and_the_deadline_are_settings(parsed: dict[str, dict[str, Any]]) -> None:
+    dag = parsed["configured"]["dags"]["screen_daily_mammograms"]
+    assert set(dag["timeouts"].values()) == {45 * 60}
+    assert dag["retries"] == [4] and dag["retry_delays"] == [120.0]
+    (deadline,) = dag["deadline"]
+    assert deadline["interval_s"] == 4 * 3600 + 45 * 60  # 01:30 to 06:15
 
 
 def test_screening_runs_nightly_at_two_one_run_at_a_time(dags: dict[str, dict[str, Any]]) -> None:

@@ -1,5 +1,5 @@
 """Integration tests run against real services started here: Orthanc, MLflow, Triton,
-PostgreSQL (a fresh database per module) and, in the end-to-end test, Airflow."""
+PostgreSQL (a fresh database per module) and, where a module needs it, Airflow."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import Stack, fresh_database, running_stack
+from tests.integration.stack import WITHOUT_AIRFLOW, Stack, fresh_database, running_stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,6 +18,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Orthanc, MLflow and Triton (no Airflow) for one module."""
     state = tmp_path_factory.mktemp("radflow-state")
-    with fresh_database(postgres_url) as db_url, running_stack(state, db_url) as running:
+    with fresh_database(postgres_url) as db_url, running_stack(state, db_url, WITHOUT_AIRFLOW) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def full_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Every service, Airflow's four processes included, for one module."""
+    state = tmp_path_factory.mktemp("radflow-state")
+    with fresh_database(postgres_url) as db_url, \
+            running_stack(state, db_url, (*WITHOUT_AIRFLOW, "airflow")) as running:
         yield running

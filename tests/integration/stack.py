@@ -1,4 +1,6 @@
-"""A real local stack (Orthanc, MLflow, Triton) for one test module, driven via the CLI."""
+"""A real local stack for one test module, driven via the CLI: Orthanc, MLflow (basic
+auth) and Triton, and Airflow (api-server, scheduler, dag-processor, triggerer) where a
+module asks for it; results and Airflow's metadata in fresh PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 RADFLOW = str(Path(sys.executable).parent / "radflow")
+WITHOUT_AIRFLOW = ("orthanc", "mlflow", "triton")
 
 
 def free_ports(n: int) -> list[int]:
@@ -38,9 +41,26 @@ class Stack:
     db_url: str
     outputs: list[str] = field(default_factory=list)  # stdout + stderr of every CLI call
 
-    def radflow(self, *args: str, ok: bool = True, timeout: float = 1200) -> dict[str, Any]:
-        """Run `radflow <args> --json`; the parsed last stdout line (fails the test if ok and rc!=0)."""
-        proc = subprocess.run([RADFLOW, *args, "--json"], env=self.env, capture_output=True,
+    def secret(self, service: str, name: str) -> str:
+        """A generated secret of the stack (<state>/secrets/<service>.env)."""
+        from pipelines.config import read_secret_file
+
+        return read_secret_file(self.state / "secrets" / f"{service}.env", name)
+
+    def login_env(self, login: str, password: str | None = None) -> dict[str, str]:
+        """The environment of a CLI call made by a person's MLflow login ("admin": the
+        stack's MLflow admin, whose password is in the secrets folder)."""
+        if password is None:
+            assert login == "admin", "give the password of logins other than the admin"
+            password = self.secret("mlflow", "RADFLOW_MLFLOW_ADMIN_PASSWORD")
+        return {**self.env, "RADFLOW_MLFLOW_USERNAME": login, "RADFLOW_MLFLOW_PASSWORD": password}
+
+    def radflow(self, *args: str, ok: bool = True, timeout: float = 1200, login: str | None = None,
+                env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run `radflow <args> --json`; the parsed last stdout line (fails the test if ok and rc!=0).
+        `login`: as that person's MLflow login (see login_env) instead of the pipeline's."""
+        run_env = env or (self.login_env(login) if login else self.env)
+        proc = subprocess.run([RADFLOW, *args, "--json"], env=run_env, capture_output=True,
                               text=True, timeout=timeout)
         self.outputs.append(proc.stdout + proc.stderr)
         lines = proc.stdout.strip().splitlines()
@@ -82,7 +102,8 @@ class Stack:
 
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the same PostgreSQL server, dropped afterwards."""
+    """A new, empty database on the same PostgreSQL server, dropped afterwards (with the
+    `<name>_airflow` database a stack with Airflow creates beside it)."""
     name = f"radflow_it_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with closing(admin.connect()) as conn:
@@ -92,14 +113,16 @@ def fresh_database(server_url: str) -> Iterator[str]:
         yield url
     finally:
         with closing(admin.connect()) as conn:
-            conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            for database in (name, f"{name}_airflow"):
+                conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                    {"n": database})
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}"'))
         admin.dispose()
 
 
 def stack_env(state: Path, db_url: str) -> dict[str, str]:
-    ports = free_ports(6)
+    ports = free_ports(7)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RADFLOW_", "AIRFLOW"))}
     env.update({
         "RADFLOW_STATE_DIR": str(state),
@@ -109,6 +132,7 @@ def stack_env(state: Path, db_url: str) -> dict[str, str]:
         "RADFLOW_TRITON_HTTP_PORT": str(ports[3]),
         "RADFLOW_TRITON_GRPC_PORT": str(ports[4]),
         "RADFLOW_TRITON_METRICS_PORT": str(ports[5]),
+        "RADFLOW_AIRFLOW_PORT": str(ports[6]),
         "RADFLOW_TRITON_REPO": str(state / "triton_repo"),
         "RADFLOW_ORTHANC_STABLE_AGE_S": "2",
         "RADFLOW_DATABASE_URL": db_url,
@@ -119,11 +143,17 @@ def stack_env(state: Path, db_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(state: Path, db_url: str) -> Iterator[Stack]:
-    stack = Stack(env=stack_env(state, db_url), state=state, db_url=db_url)
+def running_stack(state: Path, db_url: str, services: tuple[str, ...] = WITHOUT_AIRFLOW,
+                  env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """`radflow stack up --only <services>` (extra settings in `env`), `down` afterwards.
+    While it runs, this test process's own MLflow calls log in as the stack's MLflow admin."""
+    from pipelines.registry.client import credentials
+
+    stack = Stack(env={**stack_env(state, db_url), **(env or {})}, state=state, db_url=db_url)
     try:
-        stack.radflow("stack", "up", timeout=600)
-        yield stack
+        stack.radflow("stack", "up", "--only", ",".join(services), timeout=900)
+        with credentials("admin", stack.secret("mlflow", "RADFLOW_MLFLOW_ADMIN_PASSWORD")):
+            yield stack
     finally:
         subprocess.run([RADFLOW, "stack", "down", "--json"], env=stack.env, capture_output=True,
                        timeout=300)

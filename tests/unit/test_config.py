@@ -37,12 +37,29 @@ def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert s.registered_model == "mammo-screening"
 
 
-def test_the_default_database_is_a_sqlite_file_in_the_state_dir(
+def test_the_default_database_is_the_embedded_postgresql_with_its_generated_password(
     clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     clean_env.setenv("RADFLOW_STATE_DIR", str(tmp_path / "st"))
+    secrets = tmp_path / "st" / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "postgres.env").write_text("RADFLOW_POSTGRES_PASSWORD=generated-pw\n")
     s = RadflowSettings()
-    assert s.db_url == f"sqlite:///{tmp_path / 'st' / 'radflow.db'}"
+    assert s.embedded_postgres is True
+    assert s.db_url == "postgresql+psycopg2://radflow:generated-pw@127.0.0.1:5433/radflow"
+    # Airflow's metadata beside it, in its own database
+    assert s.airflow_db_url == "postgresql+psycopg2://radflow:generated-pw@127.0.0.1:5433/radflow_airflow"
+
+
+def test_a_given_database_url_is_used_and_airflow_gets_a_database_beside_it(
+    clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("RADFLOW_DATABASE_URL", "postgresql+psycopg2://rf:pw@db.hospital.example:6432/results")
+    s = RadflowSettings()
+    assert s.embedded_postgres is False and s.db_url.endswith("@db.hospital.example:6432/results")
+    assert s.airflow_db_url == "postgresql+psycopg2://rf:pw@db.hospital.example:6432/results_airflow"
+    clean_env.setenv("RADFLOW_AIRFLOW_DATABASE_URL", "postgresql+psycopg2://af@db2/airflow")
+    assert RadflowSettings().airflow_db_url == "postgresql+psycopg2://af@db2/airflow"
 
 
 def test_paths_follow_the_state_dir(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:

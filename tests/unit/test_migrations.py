@@ -29,7 +29,7 @@ from pipelines.errors import LockHeld
 from pipelines.migrations import runner
 from pipelines.migrations.baseline import baseline_metadata
 
-HEAD = "0003"
+HEAD = "0004"
 NEW_TABLES = {"screening_runs", "view_results", "qc_flags", "qc_device_rates",  # 0002
               "monitoring_runs", "drift_metrics", "integrity_checks"}  # 0003
 NEW_EXAM_COLUMNS = {"task", "suspicion", "flag_reason", "views_discounted", "run_id", "device"}

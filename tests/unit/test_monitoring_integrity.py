@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import db
 from pipelines.config import get_settings
 from pipelines.errors import MlflowUnavailable, TritonUnavailable
+from pipelines.registry import audit
 from pipelines.monitoring import integrity
 from pipelines.monitoring.records import IntegrityRow
 from pipelines.serving import deployment, repository
@@ -26,10 +28,21 @@ MODEL = "mammo-screening"
 
 
 class FakeRegistry:
-    """MLflow's get_model_version over {version: onnx_sha256 tag or None (untagged)}."""
+    """MLflow's get_model_version over {version: onnx_sha256 tag or None (untagged)}, and
+    its alias lookup over {alias: version}."""
 
-    def __init__(self, tags: dict[str, str | None], down: bool = False) -> None:
+    def __init__(self, tags: dict[str, str | None], down: bool = False,
+                 aliases: dict[str, str] | None = None) -> None:
         self.tags, self.down = tags, down
+        self.aliases = aliases if aliases is not None else {"champion": "2"}
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> object:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+        if name != MODEL or alias not in self.aliases:
+            raise MlflowException(f"alias {alias} not found", error_code=RESOURCE_DOES_NOT_EXIST)
+        return self.get_model_version(name, self.aliases[alias])
 
     def get_model_version(self, name: str, version: str) -> object:
         from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
@@ -58,7 +71,8 @@ class Live:
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Live:
     """Champion mammo_screening serving version 2, version 1 kept for rollback, the
-    preprocessing model and the ensemble, as deploy leaves them; MLflow knows versions 1-2."""
+    preprocessing model and the ensemble, as deploy leaves them; MLflow knows versions 1-2,
+    alias champion is on 2, and the audit table says 1 then 2 were promoted."""
     repo = get_settings().triton_repository
     tags: dict[str, str | None] = {}
     for version in (1, 2):
@@ -71,11 +85,22 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Live:
         model_name=MODEL, model_version="2", triton_model="mammo_screening", triton_version=2,
         operating_point=0.5, sha256=str(tags["2"]), deployed_at="2026-10-07T06:00:00+00:00",
         previous_version=1, previous_sha256=str(tags["1"])))
+    for version, previous in (("1", None), ("2", "1")):
+        approve(version, previous)
     state = Live(repo, FakeRegistry(tags), {"mammo_screening": {"2"}, "mammo_preprocessing": {"1"},
                                             "mammo_screening_ensemble": {"1"}})
     monkeypatch.setattr(integrity, "mlflow_client", lambda: state.registry)
     monkeypatch.setattr(integrity, "repository_index", lambda settings: state.index)
     return state
+
+
+def approve(version: str, previous: str | None, outcome: str = audit.PROMOTED) -> None:
+    with db.get_engine().begin() as conn:
+        audit.record(conn, model_name=MODEL, action=audit.PROMOTE, version=version, alias="champion",
+                     previous_version=previous, approver="ada", reason="r", outcome=outcome, gates={})
+
+
+ALIAS = (f"registry:{MODEL}@champion", "2")
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -86,7 +111,7 @@ def test_an_untouched_deployment_is_all_ok_and_nothing_is_changed(live: Live) ->
     before = _tree(live.repo)
     rows = live.rows()
     assert set(rows) == {("mammo_screening", "1"), ("mammo_screening", "2"),
-                         ("mammo_preprocessing", "1"), ("mammo_screening_ensemble", "1")}
+                         ("mammo_preprocessing", "1"), ("mammo_screening_ensemble", "1"), ALIAS}
     assert all(r.status == "ok" for r in rows.values()), rows
     served = rows["mammo_screening", "2"]
     assert served.served and served.registered == f"{MODEL}/2"
@@ -184,7 +209,8 @@ def test_summary_counts_every_status() -> None:
     rows = [IntegrityRow("a", "1", "ok", True), IntegrityRow("b", "1", "unknown", False, detail="why")]
     assert integrity.summary(rows) == {
         "ok": False, "checked": 2,
-        "counts": {"ok": 1, "mismatch": 0, "missing": 0, "unregistered": 0, "unknown": 1},
+        "counts": {"ok": 1, "mismatch": 0, "missing": 0, "unregistered": 0, "unapproved": 0,
+                       "unknown": 1},
         "problems": [{"triton_model": "b", "version": "1", "status": "unknown", "served": False,
                       "reason": "why"}]}
     assert integrity.summary([])["ok"] is True
@@ -243,3 +269,26 @@ def test_triton_not_answering_raises_transient_naming_the_url(monkeypatch: pytes
     reset_settings()
     with pytest.raises(TritonUnavailable, match=f"127.0.0.1:{port}/v2/repository/index"):
         integrity.check()
+
+
+def test_an_alias_moved_by_hand_in_mlflow_is_unapproved(live: Live) -> None:
+    live.registry.tags["3"] = live.registry.tags["2"]
+    live.registry.aliases["champion"] = "3"  # one REST call to MLflow, no promotion
+    rows = live.rows()
+    row = rows[f"registry:{MODEL}@champion", "3"]
+    assert row.status == "unapproved" and not row.served
+    assert "no promotion or rollback" in row.detail and "approved champion is version 2" in row.detail
+    assert integrity.summary(rows.values())["counts"]["unapproved"] == 1
+
+
+def test_a_served_champion_no_audited_promotion_approved_is_unapproved(live: Live) -> None:
+    shutil.copytree(live.repo / "mammo_screening" / "2", live.repo / "mammo_screening" / "3")
+    live.registry.tags["3"] = live.registry.tags["2"]  # a registered, intact file
+    live.index["mammo_screening"] = {"3"}  # loaded behind radflow's back
+    row = live.rows()["mammo_screening", "3"]
+    assert row.status == "unapproved" and row.served
+    assert "no audited promotion or rollback made champion" in row.detail
+    approve("3", "2", outcome=audit.REFUSED)  # a refused attempt approves nothing
+    assert live.rows()["mammo_screening", "3"].status == "unapproved"
+    approve("3", "2")
+    assert live.rows()["mammo_screening", "3"].ok

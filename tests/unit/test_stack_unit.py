@@ -7,6 +7,7 @@ starts, or a port nothing listens on.
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ def own_ports(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("RADFLOW_ORTHANC_URL", "RADFLOW_MLFLOW_TRACKING_URI", "RADFLOW_TRITON_URL"):
         monkeypatch.delenv(name, raising=False)
     for name in ("ORTHANC_HTTP", "ORTHANC_DICOM", "MLFLOW", "TRITON_HTTP", "TRITON_GRPC",
-                 "TRITON_METRICS"):
+                 "TRITON_METRICS", "POSTGRES", "AIRFLOW"):
         monkeypatch.setenv(f"RADFLOW_{name}_PORT", str(closed_port()))
     return monkeypatch
 
@@ -99,24 +100,35 @@ def test_the_port_error_names_the_setting_that_moves_the_port(
         manage.up(only=["mlflow"])
 
 
-@pytest.mark.parametrize("only", [["postgres"], ["mlflow", "airflow"], ["Orthanc"]])
+@pytest.mark.parametrize("only", [["redis"], ["mlflow", "celery"], ["Orthanc"]])
 def test_an_unknown_service_is_refused_naming_it(only: list[str], own_ports: pytest.MonkeyPatch) -> None:
     with pytest.raises(StackError, match="unknown service") as err:
         manage.up(only=only)
-    bad = [n for n in only if n not in ("orthanc", "mlflow", "triton")]
+    bad = [n for n in only if n not in manage.SERVICES]
     assert all(name in str(err.value) for name in bad)
-    assert "orthanc, mlflow, triton" in str(err.value)
+    assert "postgres, orthanc, mlflow, triton, airflow" in str(err.value)
 
 
 def test_down_of_an_unknown_service_is_refused(own_ports: pytest.MonkeyPatch) -> None:
-    with pytest.raises(StackError, match="unknown service postgres"):
-        manage.down(only=["postgres"])
+    with pytest.raises(StackError, match="unknown service redis"):
+        manage.down(only=["redis"])
 
 
 def test_down_when_nothing_was_started_stops_nothing(own_ports: pytest.MonkeyPatch) -> None:
     out = manage.down()
-    assert out["actions"] == {"orthanc": "not running", "mlflow": "not running",
-                              "triton": "not running"}
+    assert out["actions"] == {name: "not running" for name in manage.SERVICES}
+
+
+def test_airflow_is_four_supervised_processes_started_in_order(own_ports: pytest.MonkeyPatch) -> None:
+    from pipelines.config import get_settings
+
+    table = manage.services(get_settings())
+    assert list(table)[-4:] == ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
+                                "airflow-triggerer"]
+    assert table["airflow-api-server"].prepare is not None  # migrate + logins, roles, pools first
+    assert table["airflow-api-server"].ports == {"RADFLOW_AIRFLOW_PORT": int(
+        os.environ["RADFLOW_AIRFLOW_PORT"])}
+    assert table["postgres"].stop_group is False  # the postmaster stops its own children
 
 
 def test_status_has_the_documented_machine_readable_shape(
@@ -125,13 +137,20 @@ def test_status_has_the_documented_machine_readable_shape(
     out = manage.status()
     # ARCHITECTURE.md "Machine-readable interface": these keys stay; more may be added.
     assert {"state_dir", "services", "paths", "database_url"} <= set(out)
-    assert set(out["services"]) == {"orthanc", "mlflow", "triton"}
+    assert set(out["services"]) == {"postgres", "orthanc", "mlflow", "triton", "airflow"}
+    assert {"running", "url", "components", "login", "password_file"} <= set(out["services"]["airflow"])
+    assert set(out["services"]["airflow"]["components"]) == {"api-server", "scheduler", "dag-processor",
+                                                             "triggerer"}
     assert {"running", "url", "dicom_host", "dicom_port", "aet"} <= set(out["services"]["orthanc"])
     assert {"running", "url"} <= set(out["services"]["mlflow"])
     assert {"running", "http_url", "grpc_url"} <= set(out["services"]["triton"])
     assert {"lake", "logs", "mlflow_artifacts", "orthanc_storage", "worklists"} <= set(out["paths"])
     assert isinstance(out["services"]["orthanc"]["dicom_port"], int)
-    assert all(isinstance(svc["running"], bool) for svc in out["services"].values())
+    assert all(isinstance(svc["running"], bool) for name, svc in out["services"].items()
+               if name != "postgres")
+    assert out["services"]["postgres"] == {"running": None, "embedded": False, "data_dir": None,
+                                           "port": int(os.environ["RADFLOW_POSTGRES_PORT"]),
+                                           "managed": False}  # the test's SQLite database is given
     state = isolated_settings.resolve()
     assert out["state_dir"] == str(state)
     assert out["paths"]["lake"] == str(state / "lake")

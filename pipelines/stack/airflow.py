@@ -1,0 +1,154 @@
+"""The embedded Airflow 3: api-server (UI and REST API), scheduler, dag-processor, triggerer.
+
+LocalExecutor on PostgreSQL (`settings.airflow_db_url`), logins by the FAB auth manager.
+Everything Airflow needs is passed as AIRFLOW__* variables by `environment()`; its secrets
+(the admin's password, the JWT signing secret, the Fernet key of connections, the session
+key) are generated once into `<state>/secrets/airflow.env` (0600). Before the processes
+start, `prepare()` creates the metadata database if missing, migrates it, and runs
+`pipelines.orchestration.provision` (admin login, roles, pools). The go-live moment, the
+first night the nightly DAGs catch up from, is written once to `<state>/airflow/go-live`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pipelines.config import PIPELINE_MLFLOW_LOGIN, PROJECT_DIR, RadflowSettings
+from pipelines.errors import StackError
+from pipelines.stack import postgres, secrets
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+_HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+
+
+def _airflow() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def home(s: RadflowSettings) -> Path:
+    return s.state / "airflow"
+
+
+def ensure_secrets(s: RadflowSettings) -> dict[str, str]:
+    """The Airflow secrets of this state dir, generated where missing."""
+    from cryptography.fernet import Fernet
+
+    path = s.secret_file("airflow")
+    fernet = secrets.ensure(path, "AIRFLOW__CORE__FERNET_KEY", make=lambda: Fernet.generate_key().decode())
+    return {
+        "RADFLOW_AIRFLOW_PASSWORD": secrets.ensure(path, "RADFLOW_AIRFLOW_PASSWORD", s.airflow_secret()),
+        # at least 64 bytes, or Airflow warns: signs the UI's and the workers' tokens
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.ensure(path, "AIRFLOW__API_AUTH__JWT_SECRET", "", nbytes=64),
+        "AIRFLOW__API__SECRET_KEY": secrets.ensure(path, "AIRFLOW__API__SECRET_KEY", "", nbytes=32),
+        "AIRFLOW__CORE__FERNET_KEY": fernet,
+    }
+
+
+def go_live(s: RadflowSettings, write: bool = False) -> str | None:
+    """The moment the nightly DAGs catch up from: RADFLOW_SCREENING_START_DATE, else the
+    go-live file (written by the first `stack up` that starts Airflow when `write`)."""
+    if s.screening_start_date:
+        return s.screening_start_date
+    path = home(s) / "go-live"
+    if path.exists():
+        return path.read_text().strip()
+    if not write:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(ZoneInfo(s.hospital_timezone)).replace(microsecond=0)
+    path.write_text(now.isoformat() + "\n")
+    return now.isoformat()
+
+
+def environment(s: RadflowSettings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every Airflow process (and `airflow` command) of this state dir."""
+    env = dict(os.environ if base is None else base)
+    api = s.airflow_base_url
+    env.update({
+        "AIRFLOW_HOME": str(home(s)),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": s.airflow_db_url,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        "AIRFLOW__FAB__AUTH_RATE_LIMITED": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__WEBSERVER__WARN_DEPLOYMENT_EXPOSURE": "False",
+        "RADFLOW_STATE_DIR": str(s.state),
+        "GX_ANALYTICS_ENABLED": "False",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_DIR), env.get("PYTHONPATH", "")) if p),
+    })
+    if s.mlflow_username != PIPELINE_MLFLOW_LOGIN:  # tasks run as the service user, never a person
+        env["RADFLOW_MLFLOW_USERNAME"] = PIPELINE_MLFLOW_LOGIN
+        env.pop("RADFLOW_MLFLOW_PASSWORD", None)
+    start = go_live(s)
+    if start and not s.screening_start_date:
+        env["RADFLOW_SCREENING_START_DATE"] = start
+    if s.secret_file("airflow").exists() or s.airflow_password is not None:
+        env.update({k: v for k, v in ensure_secrets(s).items() if k.startswith("AIRFLOW__")})
+    return env
+
+
+def run_cli(s: RadflowSettings, args: list[str], log_name: str, timeout_s: float = 600) -> None:
+    """Run `airflow <args>` (or `python -m <module>` when args[0] is "-m") with this state
+    dir's environment; StackError naming the log when it fails."""
+    log_file = s.logs_dir / f"{log_name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, *args] if args[0] == "-m" else [_airflow(), *args]
+    with open(log_file, "w") as fh:
+        proc = subprocess.run(argv, env=environment(s), stdout=fh, stderr=subprocess.STDOUT,
+                              timeout=timeout_s, cwd=s.state)
+    if proc.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-12:])
+        raise StackError(f"`{' '.join(args)}` failed (exit {proc.returncode}); log {log_file}:\n{tail}")
+
+
+def prepare(s: RadflowSettings) -> None:
+    """Metadata database created, migrated and provisioned (admin, roles, pools); go-live set."""
+    ensure_secrets(s)
+    go_live(s, write=True)
+    home(s).mkdir(parents=True, exist_ok=True)
+    if not s.airflow_db_url.startswith("postgresql"):
+        raise StackError(f"Airflow's metadata database must be PostgreSQL (LocalExecutor), got "
+                         f"{s.airflow_db_url.split(':', 1)[0]}: set RADFLOW_AIRFLOW_DATABASE_URL")
+    postgres.ensure_database(s.airflow_db_url)
+    run_cli(s, ["db", "migrate"], "airflow-db-migrate")
+    run_cli(s, ["-m", "pipelines.orchestration.provision"], "airflow-provision")
+
+
+def command(s: RadflowSettings, component: str) -> tuple[list[str], dict[str, str]]:
+    return [_airflow(), component], environment(s)
+
+
+def health(s: RadflowSettings) -> dict[str, Any]:
+    """Airflow's own health document (public: no credentials)."""
+    import httpx
+
+    response = httpx.get(f"{s.airflow_base_url}/api/v2/monitor/health", timeout=3.0)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def component_healthy(s: RadflowSettings, component: str) -> bool:
+    """The api-server answers; the others' heartbeats are recent (Airflow's own judgement)."""
+    doc = health(s)
+    if component == "api-server":
+        return doc.get("metadatabase", {}).get("status") == "healthy"
+    return doc.get(_HEALTH_KEYS[component], {}).get("status") == "healthy"
