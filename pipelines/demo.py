@@ -121,7 +121,8 @@ def _render(summary: dict[str, Any]) -> str:
         "", "radflow demo: the nightly loop ran end to end", "=" * 46,
         f"Airflow UI       {summary['airflow']}   (login {summary['airflow_login']}, password: "
         f"RADFLOW_AIRFLOW_PASSWORD in {summary['secrets']}/airflow.env)",
-        f"Orthanc (PACS)   {summary['orthanc']}   (login radflow, password in {summary['secrets']}/orthanc.env)",
+        f"Orthanc (PACS)   {summary['orthanc']}   (login radflow, password in "
+        f"{summary['secrets']}/orthanc.env)",
         f"MLflow           {summary['mlflow']}   (login admin, RADFLOW_MLFLOW_ADMIN_PASSWORD in "
         f"{summary['secrets']}/mlflow.env)",
         f"Triton           {summary['triton']}",

@@ -208,6 +208,7 @@ class IntegrityResult(StageResult):
     ok: bool
     counts: dict[str, int]
     problems: list[dict[str, str]]  # triton_model, version, status, detail
+    error: str | None = None  # set when there are problems: the CLI then exits 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -147,6 +147,9 @@ def check_integrity(check_date: str | None = None, notify: bool = True) -> Integ
     log.info("integrity %s: %s", date, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return IntegrityResult(date=date, ok=not problems, counts=counts,
                            problems=[{"triton_model": r.triton_model, "version": r.version,
-                                      "status": r.status, "detail": r.detail} for r in problems])
+                                      "status": r.status, "detail": r.detail} for r in problems],
+                           error=(f"{len(problems)} model integrity problem(s): " + "; ".join(
+                               f"{r.triton_model}/{r.version or '-'} {r.status}" for r in problems))
+                           if problems else None)
 
 

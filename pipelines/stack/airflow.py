@@ -87,6 +87,7 @@ def environment(s: RadflowSettings, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        "AIRFLOW__API__ENABLE_SWAGGER_UI": "False",  # no API docs pages served to anyone
         "AIRFLOW__FAB__AUTH_RATE_LIMITED": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
@@ -131,6 +132,12 @@ def prepare(s: RadflowSettings) -> None:
     postgres.ensure_database(s.airflow_db_url)
     run_cli(s, ["db", "migrate"], "airflow-db-migrate")
     run_cli(s, ["-m", "pipelines.orchestration.provision"], "airflow-provision")
+    (home(s) / ".provisioned").write_text(s.airflow_db_url.rsplit("/", 1)[-1] + "\n")
+
+
+def provisioned(s: RadflowSettings) -> bool:
+    """Has `radflow stack up` set up Airflow's metadata database for this state dir?"""
+    return (home(s) / ".provisioned").exists()
 
 
 def command(s: RadflowSettings, component: str) -> tuple[list[str], dict[str, str]]:

@@ -31,7 +31,8 @@ LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
 
 def add(login: str, role: str, name: str, email: str | None = None) -> dict[str, Any]:
-    """Create or update the login in Airflow (metadata database) and MLflow (running server).
+    """Create or update the login in MLflow (running server) and, when this state dir runs
+    Airflow, in Airflow's metadata database.
 
     Raises:
         PermanentError: unknown role, malformed login, or a reserved login.
@@ -54,14 +55,23 @@ def add(login: str, role: str, name: str, email: str | None = None) -> dict[str,
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(f"RADFLOW_USER_LOGIN={login}\nRADFLOW_USER_PASSWORD={password}\n")
+    mlflow.ensure_user(s, login, password, mlflow_role)
+    return {"login": login, "role": role, "airflow_role": airflow_role, "mlflow_role": mlflow_role,
+            "airflow": _airflow_user(login, airflow_role, name, email, password),
+            "password_file": str(file) if file.exists() else None}
+
+
+def _airflow_user(login: str, role: str, name: str, email: str | None, password: str) -> str:
+    """"created" or "updated" in Airflow's metadata database; "not set up" when this state
+    dir runs no Airflow (`radflow stack up` without airflow)."""
+    s = get_settings()
+    if not airflow.provisioned(s):
+        return "not set up"
     first, _, last = name.strip().partition(" ")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.orchestration.provision", "user", login, airflow_role,
+        [sys.executable, "-m", "pipelines.orchestration.provision", "user", login, role,
          first or login, last or "-", email or f"{login}@radflow.invalid"],
         input=password, env=airflow.environment(s), capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise StackError(f"Airflow did not take user {login!r}: {proc.stderr.strip()[-800:]}")
-    mlflow.ensure_user(s, login, password, mlflow_role)
-    return {"login": login, "role": role, "airflow_role": airflow_role, "mlflow_role": mlflow_role,
-            "airflow": proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "",
-            "password_file": str(file) if file.exists() else None}
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""

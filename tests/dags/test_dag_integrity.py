@@ -107,7 +107,8 @@ for dag_id, dag in bag.dags.items():
         "backoff": sorted({float(t.retry_exponential_backoff) for t in dag.tasks}),
         "retry_delays": sorted({t.retry_delay.total_seconds() for t in dag.tasks}),
         "failure_callbacks": sorted({f"{c.__module__}.{c.__name__}" for t in dag.tasks
-                                     for c in (t.on_failure_callback if isinstance(t.on_failure_callback, list)
+                                     for c in (t.on_failure_callback
+                                               if isinstance(t.on_failure_callback, list)
                                                else [t.on_failure_callback]) if c}),
         "tasks_without_failure_callback": [t.task_id for t in dag.tasks if not t.on_failure_callback],
         "deadline": None if not dag.deadline else [

@@ -44,3 +44,29 @@ def register_versions(stack: Stack, name: str, sizes: list[tuple[int, int]], fol
             client.set_model_version_tag(name, mv.version, key, value)
         files[int(mv.version)] = path
     return files
+
+
+def approve(stack: Stack, name: str, version: int | str, approver: str = "admin") -> None:
+    """Make `version` champion as a passed gate does (the audit row, then the alias), for
+    tests about serving: the gate itself is tested in test_promotion.py, and it needs a
+    frozen dataset these tests do not build."""
+    import sqlalchemy as sa
+
+    import mlflow
+    from pipelines.registry import audit
+
+    client = mlflow.MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    try:
+        previous: str | None = str(client.get_model_version_by_alias(name, "champion").version)
+    except Exception:
+        previous = None
+    eng = sa.create_engine(stack.db_url)
+    try:
+        with eng.begin() as conn:
+            audit.record(conn, model_name=name, action=audit.PROMOTE, version=str(version),
+                         alias="champion", previous_version=previous, approver=approver,
+                         reason="test approval", outcome=audit.PROMOTED, gates={"checks": []},
+                         approved_via="mlflow")
+    finally:
+        eng.dispose()
+    client.set_registered_model_alias(name, "champion", str(version))

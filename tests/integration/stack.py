@@ -159,6 +159,20 @@ def running_stack(state: Path, db_url: str, services: tuple[str, ...] = WITHOUT_
                        timeout=300)
 
 
+def policy_with_approvers(folder: Path, approvers: list[Any]) -> Path:
+    """The repository's registered-model policy with this approver list, as a new file."""
+    import yaml
+
+    from pipelines.registry.policy import POLICY_FILE
+
+    document = yaml.safe_load(POLICY_FILE.read_text())
+    for entry in document["models"].values():
+        entry["promotion"]["approvers"] = approvers
+    path = folder / "registered_models.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def leaked(identifiers: set[str], blobs: list[bytes]) -> list[str]:
     """The identifiers found as whole tokens in any blob (not as digits inside a longer
     number such as a new 2.25 UID or a float)."""

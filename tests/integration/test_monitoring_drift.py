@@ -10,11 +10,11 @@ then emits `mammo_data_drift`, the asset retraining is scheduled on.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
 
 from tests.integration.stack import Stack
 
@@ -36,6 +36,8 @@ def monitored(stack: Stack) -> dict[str, dict]:
     stack.radflow("validate")
     stack.radflow("build-dataset")
     trained = stack.radflow("train", "--epochs", "2")
+    stack.radflow("promote", "--version", trained["model_version"], "--reason", "first champion",
+                  login="admin")
     stack.radflow("deploy", "--model-uri", f"models:/mammo-screening/{trained['model_version']}")
     out = {}
     for night in NIGHTS:
@@ -86,11 +88,19 @@ def test_airflow_emits_the_retraining_asset_on_the_alert_night(stack: Stack,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = json.loads(proc.stdout.strip().splitlines()[-1])
-    with sqlite3.connect(stack.state / "airflow" / "airflow.db") as conn:
-        events = conn.execute("SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-                              "WHERE a.name = 'mammo_data_drift'").fetchone()[0]
-        states = dict(conn.execute("SELECT task_id, state FROM task_instance WHERE dag_id = "
-                                   "'monitor_mammo_model'").fetchall())
+    # Airflow's metadata database: PostgreSQL, beside the results database
+    url = sa.engine.make_url(stack.db_url)
+    eng = sa.create_engine(url.set(database=f"{url.database}_airflow"))
+    try:
+        with eng.connect() as conn:
+            events = conn.execute(sa.text(
+                "SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                "WHERE a.name = 'mammo_data_drift'")).scalar_one()
+            states = dict(conn.execute(sa.text(
+                "SELECT task_id, state FROM task_instance WHERE dag_id = 'monitor_mammo_model'"
+            )).tuples().all())
+    finally:
+        eng.dispose()
     assert states == {"pick_study_date": "success", "check_model_integrity": "success",
                       "monitor_drift": "success", "trigger_retraining": "success"}, run["log"]
     assert events == 1

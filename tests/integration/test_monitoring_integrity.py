@@ -28,6 +28,7 @@ H, W = 128, 96  # the default model input
 def deployed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Version 1 registered and deployed as the champion; the served model.onnx."""
     register_versions(stack, MODEL, [(H, W)], tmp_path_factory.mktemp("onnx"))
+    stack.radflow("promote", "--version", "1", "--reason", "first champion", login="admin")
     out = stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/1")
     assert out["triton_version"] == 1
     return Path(out["repository"]) / "mammo_screening" / "1" / "model.onnx"

@@ -128,13 +128,19 @@ def test_train_registers_a_challenger(stack: Stack) -> None:
     assert len(mv.tags["onnx_sha256"]) == 64
 
 
-def test_promote_requires_an_approver_and_audits(stack: Stack) -> None:
-    refused = stack.radflow("promote", "--approver", "  ", "--reason", "first model", ok=False)
-    assert "approver" in refused["error"]
-    out = stack.radflow("promote", "--approver", "Dr. Ada Reviewer", "--reason", "first model")
+def test_promote_is_approved_by_a_login_and_audited(stack: Stack) -> None:
+    # the pipeline's own service login (the CLI's default) never approves; the refusal is audited
+    refused = stack.radflow("promote", "--reason", "first model", ok=False)
+    assert refused["type"] == "PromotionRefused" and "service login" in refused["error"]
+    out = stack.radflow("promote", "--reason", "first model", login="admin")
     assert out["version"] == "1" and out["previous_version"] is None
-    audit = stack.query("SELECT approver, version, alias FROM promotions")
-    assert audit == [{"approver": "Dr. Ada Reviewer", "version": "1", "alias": "champion"}]
+    assert (out["approver"], out["approved_via"]) == ("admin", "mlflow")
+    audit = stack.query("SELECT approver, approved_via, version, alias, outcome FROM promotions ORDER BY id")
+    assert audit == [
+        {"approver": "radflow-pipeline", "approved_via": "mlflow", "version": "1", "alias": "champion",
+         "outcome": "refused"},
+        {"approver": "admin", "approved_via": "mlflow", "version": "1", "alias": "champion",
+         "outcome": "promoted"}]
 
 
 def test_deploy_serves_the_champion_on_triton(stack: Stack) -> None:

@@ -14,7 +14,8 @@ the blind model are the best and worst a model can be, so the gate's answers are
 The tests run in file order, as a hospital would live it: the trained model becomes the
 first champion (nothing to compare), the answer key beats it and is promoted with its
 approver recorded, the blind model is refused with the failing gates named, and rollback
-brings back the trained model.
+brings back the trained model. The approver is the ML team's MLflow login `ada`, listed
+in the policy as "Dr. Ada Reviewer"; the stack's admin login is not listed and is refused.
 """
 
 from __future__ import annotations
@@ -23,16 +24,27 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, policy_with_approvers
 
 DATE, EXAMS = "2026-11-02", 48
 MODEL = "mammo-screening"
-APPROVER, REASON = "Dr. Ada Reviewer", "higher AUC on the frozen test set"
+APPROVER, APPROVER_NAME, REASON = "ada", "Dr. Ada Reviewer", "higher AUC on the frozen test set"
+PASSWORD = "ada-test-Passw0rd-1"
+
+
+def stack_settings(folder: Path) -> dict[str, str]:
+    policy = policy_with_approvers(folder, [{"login": APPROVER, "name": APPROVER_NAME}])
+    return {"RADFLOW_REGISTRY_POLICY_FILE": str(policy)}
+
+
+def as_ada(stack: Stack) -> dict[str, str]:
+    return stack.login_env(APPROVER, PASSWORD)
 BLIND_SCORE, BLIND_OPERATING_POINT = 0.3, 0.9  # every view 0.3: AUC 0.5, nothing flagged
 
 
@@ -53,6 +65,9 @@ def versions(stack: Stack, registry: Any) -> dict[str, str]:
     stack.radflow("validate")
     stack.radflow("build-dataset")
     trained = stack.radflow("train")["model_version"]
+    added = stack.radflow("user", "add", APPROVER, "--role", "ml-team", "--name", "Ada Reviewer",
+                          env={**stack.env, "RADFLOW_NEW_USER_PASSWORD": PASSWORD})
+    assert (added["mlflow_role"], added["airflow"]) == ("ml-team", "not set up")  # no Airflow here
     with settings_of(stack):
         return {"trained": trained, "answer_key": register_answer_key(),
                 "blind": register_blind_model()}
@@ -135,29 +150,43 @@ def log_model(model: Any, example: np.ndarray, operating_point: float, signature
 
 
 def audit_rows(stack: Stack) -> list[dict[str, Any]]:
-    return stack.query("SELECT action, version, previous_version, approver, reason, outcome, "
-                       "gates, report_run_id, dataset_version FROM promotions ORDER BY id")
+    return stack.query("SELECT action, version, previous_version, approver, approver_name, approved_via, "
+                       "reason, outcome, gates, report_run_id, dataset_version FROM promotions ORDER BY id")
 
 
 def champion(registry: Any) -> str:
     return str(registry.get_model_version_by_alias(MODEL, "champion").version)
 
 
+def test_a_login_outside_the_approver_list_is_refused_and_audited(
+        stack: Stack, versions: dict[str, str], registry: Any) -> None:
+    refused = stack.radflow("promote", "--reason", "first champion", login="admin", ok=False)
+    assert refused["type"] == "PromotionRefused"
+    assert "login 'admin' (mlflow) is not an approver listed" in refused["error"]
+    assert registry.get_registered_model(MODEL).aliases.get("champion") is None
+    [row] = audit_rows(stack)
+    assert (row["action"], row["outcome"], row["approver"], row["approved_via"]) == (
+        "promote", "refused", "admin", "mlflow")
+    assert [c["name"] for c in json.loads(row["gates"])["checks"]] == ["approver"]
+
+
 def test_the_first_champion_has_nothing_to_compare_against(
         stack: Stack, versions: dict[str, str], registry: Any) -> None:
-    out = stack.radflow("promote", "--approver", APPROVER, "--reason", "first champion")
+    out = stack.radflow("promote", "--reason", "first champion", env=as_ada(stack))
     assert out["version"] == versions["trained"]  # the challenger `radflow train` registered
     assert out["outcome"] == "promoted" and out["previous_version"] is None
     assert [(c["name"], c["passed"]) for c in out["checks"]] == [("no_champion", True)]
     assert champion(registry) == versions["trained"]
-    [row] = audit_rows(stack)
+    refused, row = audit_rows(stack)  # the refused attempt above, then this
+    assert refused["outcome"] == "refused"
     assert (row["action"], row["outcome"], row["approver"]) == ("promote", "promoted", APPROVER)
+    assert (row["approver_name"], row["approved_via"]) == (APPROVER_NAME, "mlflow")
 
 
 def test_a_better_challenger_passes_the_gate_with_its_approver_recorded(
         stack: Stack, versions: dict[str, str], registry: Any) -> None:
     registry.set_registered_model_alias(MODEL, "challenger", versions["answer_key"])
-    out = stack.radflow("promote", "--approver", APPROVER, "--reason", REASON)
+    out = stack.radflow("promote", "--reason", REASON, env=as_ada(stack))
     assert out["version"] == versions["answer_key"]
     assert out["outcome"] == "promoted" and out["previous_version"] == versions["trained"]
     checks = {c["name"]: c for c in out["checks"]}
@@ -197,16 +226,16 @@ def test_a_better_challenger_passes_the_gate_with_its_approver_recorded(
 def test_promoting_the_champion_again_changes_nothing(
         stack: Stack, versions: dict[str, str]) -> None:
     before = audit_rows(stack)
-    out = stack.radflow("promote", "--version", versions["answer_key"], "--approver", APPROVER,
-                        "--reason", "retry")
+    out = stack.radflow("promote", "--version", versions["answer_key"], "--reason", "retry",
+                        env=as_ada(stack))
     assert out["outcome"] == "unchanged" and out["audit_id"] is None
     assert audit_rows(stack) == before
 
 
 def test_a_worse_challenger_is_refused_with_the_failing_gates_named(
         stack: Stack, versions: dict[str, str], registry: Any) -> None:
-    refused = stack.radflow("promote", "--version", versions["blind"], "--approver", APPROVER,
-                            "--reason", "try the blind one", ok=False)
+    refused = stack.radflow("promote", "--version", versions["blind"], "--reason", "try the blind one",
+                            ok=False, env=as_ada(stack))
     assert refused["type"] == "PromotionRefused"
     assert "auc_difference failed" in refused["error"]
     assert "sensitivity_difference failed" in refused["error"]
@@ -222,7 +251,7 @@ def test_a_worse_challenger_is_refused_with_the_failing_gates_named(
 
 def test_rollback_restores_the_previous_champion(
         stack: Stack, versions: dict[str, str], registry: Any) -> None:
-    out = stack.radflow("rollback", "--approver", APPROVER, "--reason", "false positives up")
+    out = stack.radflow("rollback", "--reason", "false positives up", env=as_ada(stack))
     assert out["version"] == versions["trained"]
     assert out["rolled_back_from"] == versions["answer_key"]
     assert champion(registry) == versions["trained"]
@@ -234,6 +263,6 @@ def test_rollback_restores_the_previous_champion(
     assert tags["rolled_back_by"] == APPROVER and tags["rolled_back_from"] == versions["answer_key"]
 
     # the trained model was the first champion: there is nothing before it
-    again = stack.radflow("rollback", "--approver", APPROVER, "--reason", "again", ok=False)
+    again = stack.radflow("rollback", "--reason", "again", ok=False, env=as_ada(stack))
     assert "nothing to roll back to" in again["error"]
     assert champion(registry) == versions["trained"] and audit_rows(stack)[-1] == row

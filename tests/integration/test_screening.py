@@ -51,6 +51,7 @@ def night(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
                           "--seed", "31", "--scale", "0.25", "--artifact-rate", "0.5")
     stack.radflow("synth", "--exams", "2", "--date", DOWN_NIGHT, "--site", "north", "--seed", "32")
     stack.wait_stable()
+    stack.radflow("promote", "--version", "1", "--reason", "first champion", login="admin")
     stack.radflow("deploy", "--model-uri", "models:/mammo-screening/1")
     return {"truth": list(csv.DictReader(open(synth["truth_file"])))}
 
@@ -136,6 +137,8 @@ def test_a_chest_xray_task_is_configuration_plus_a_model(
     register_versions(stack, "cxr-nodule", [(128, 96)], tmp_path_factory.mktemp("cxr"))
     stack.radflow("synth-chest", "--exams", "3", "--date", CHEST_NIGHT, "--seed", "5", "--size", "256")
     stack.wait_stable()
+    stack.radflow("promote", "--version", "1", "--reason", "first champion", login="admin",
+                  env={**stack.login_env("admin"), "RADFLOW_REGISTERED_MODEL": "cxr-nodule"})
     deployed = stack.radflow("deploy", "--task", "cxr-nodule", "--model-uri", "models:/cxr-nodule/1")
     assert deployed["triton_model"] == "cxr_nodule"
     out = stack.radflow("screen", "--task", "cxr-nodule", "--date", CHEST_NIGHT)

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.models import register_versions
+from tests.integration.models import approve, register_versions
 from tests.integration.stack import Stack
 
 MODEL = "mammo-screening"
@@ -36,9 +36,8 @@ def versions(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[int
 
     files = register_versions(stack, MODEL, [(H, W), (H, W), (H, W), (64, 48)],
                               tmp_path_factory.mktemp("onnx"))
-    client = mlflow.MlflowClient()
-    client.set_registered_model_alias(MODEL, "champion", "1")
-    client.set_registered_model_alias(MODEL, "challenger", "3")
+    approve(stack, MODEL, 1)
+    mlflow.MlflowClient().set_registered_model_alias(MODEL, "challenger", "3")
     return files
 
 
@@ -83,6 +82,7 @@ def test_deploy_loads_the_verified_version(stack: Stack, versions: dict[int, Pat
 
 def test_a_new_version_is_switched_to_and_the_old_one_kept_for_rollback(
         stack: Stack, versions: dict[int, Path]) -> None:
+    approve(stack, MODEL, 2)
     out = stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/2")
     assert (out["triton_version"], out["previous_version"]) == (2, 1)
     assert ready_versions(stack) == ["2"]  # version 1 unloaded: nothing references it
@@ -100,6 +100,7 @@ def test_rollback_serves_the_previous_version_again(stack: Stack, versions: dict
 
 
 def test_a_version_that_answers_wrongly_is_not_switched_to(stack: Stack, versions: dict[int, Path]) -> None:
+    approve(stack, MODEL, 4)
     failed = stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/4", ok=False)
     assert failed["type"] == "DeploymentFailed" and "not switched" in failed["error"], failed
     assert ready_versions(stack) == ["1"]  # the serving version never stopped
@@ -109,6 +110,7 @@ def test_a_version_that_answers_wrongly_is_not_switched_to(stack: Stack, version
 
 
 def test_a_tampered_file_is_refused_before_loading(stack: Stack, versions: dict[int, Path]) -> None:
+    approve(stack, MODEL, 2)
     stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/2")
     assert ready_versions(stack) == ["2"]
     previous = stack.state / "triton_repo" / "mammo_screening" / "1" / "model.onnx"
@@ -126,6 +128,7 @@ def test_a_registered_hash_that_does_not_match_the_artifact_is_refused(
 
     client = mlflow.MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
     client.set_model_version_tag(MODEL, "3", "onnx_sha256", "0" * 64)
+    approve(stack, MODEL, 3)
     try:
         refused = stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/3", ok=False)
     finally:
@@ -134,6 +137,29 @@ def test_a_registered_hash_that_does_not_match_the_artifact_is_refused(
         client.set_model_version_tag(MODEL, "3", "onnx_sha256", sha256(versions[3]))
     assert refused["type"] == "ModelIntegrityError" and "SHA-256" in refused["error"]
     assert ready_versions(stack) == ["2"]
+    approve(stack, MODEL, 2)  # back to the version that serves
+
+
+def test_an_alias_moved_by_hand_is_refused_by_deploy_and_the_plugin_and_fails_integrity(
+        stack: Stack, versions: dict[int, Path]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    client.set_registered_model_alias(MODEL, "champion", "1")  # one REST call, no gate, no audit
+    before = sorted(p.name for p in (stack.state / "triton_repo" / "mammo_screening").iterdir())
+    refused = stack.radflow("deploy", ok=False)
+    assert refused["type"] == "UnapprovedChampion"
+    assert "version 1 holds alias champion" in refused["error"]
+    assert "approved champion is version 2" in refused["error"]
+    plugin = _mlflow(stack, "create", "--name", "mammo-bypass", "-m", f"models:/{MODEL}@champion", ok=False)
+    assert "UnapprovedChampion" in plugin.stderr
+    assert ready_versions(stack) == ["2"]  # nothing loaded, nothing unloaded
+    assert sorted(p.name for p in (stack.state / "triton_repo" / "mammo_screening").iterdir()) == before
+    checked = stack.radflow("check-integrity", ok=False)
+    unapproved = [p for p in checked["problems"] if p["status"] == "unapproved"]
+    assert [(p["triton_model"], p["version"]) for p in unapproved] == [(f"registry:{MODEL}@champion", "1")]
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    assert stack.radflow("check-integrity")["ok"] is True
 
 
 def test_the_shadow_is_scored_beside_the_champion_but_kept_off_the_worklist(
@@ -176,10 +202,12 @@ def test_the_mlflow_deployments_cli_drives_the_same_deploy(
         stack: Stack, versions: dict[int, Path], tmp_path: Path) -> None:
     stack.radflow("deploy", "--undeploy")  # the champion slot is free for the plugin
     assert ready_versions(stack) == [] == ready_versions(stack, "mammo_screening_ensemble")
+    approve(stack, MODEL, 1)
     _mlflow(stack, "create", "--name", "mammo", "-m", f"models:/{MODEL}@champion")
     assert ready_versions(stack) == ["1"]
     refused = _mlflow(stack, "create", "--name", "mammo", "-m", f"models:/{MODEL}/2", ok=False)
     assert "exists" in refused.stderr
+    approve(stack, MODEL, 2)
     _mlflow(stack, "update", "--name", "mammo", "-m", f"models:/{MODEL}/2")
     assert ready_versions(stack) == ["2"]
     got = _mlflow(stack, "get", "--name", "mammo").stdout

@@ -10,8 +10,8 @@ import pytest
 from pipelines import db
 from pipelines.errors import PermanentError, UnapprovedChampion
 from pipelines.registry import approval, audit
-from pipelines.registry.policy import Approver, BootstrapPolicy, PromotionPolicy, load_policy
 from pipelines.registry.client import CREDENTIALS
+from pipelines.registry.policy import Approver, BootstrapPolicy, PromotionPolicy, load_policy
 
 POLICY = PromotionPolicy(
     auc_margin=0.02, sensitivity_margin=0.05, subgroup_margin=0.05, subgroup_min_exams=20,

@@ -17,9 +17,9 @@ import pytest
 from pipelines import db
 from pipelines.config import get_settings
 from pipelines.errors import MlflowUnavailable, TritonUnavailable
-from pipelines.registry import audit
 from pipelines.monitoring import integrity
 from pipelines.monitoring.records import IntegrityRow
+from pipelines.registry import audit
 from pipelines.serving import deployment, repository
 from pipelines.serving.deploy import write_version
 from pipelines.serving.onnx_export import sha256
