@@ -16,8 +16,9 @@ from tests.integration.stack import Stack
 
 
 def register_versions(stack: Stack, name: str, sizes: list[tuple[int, int]], folder: Path,
-                      operating_point: float = 0.5) -> dict[int, Path]:
-    """Register one version per (height, width) in `sizes` (seeds 1, 2, ...); {version: ONNX file}."""
+                      operating_point: float = 0.5, first_seed: int = 1) -> dict[int, Path]:
+    """Register one version per (height, width) in `sizes` (seeds first_seed, first_seed + 1,
+    ...), creating the registered model if needed; {version: ONNX file}."""
     import torch
 
     import mlflow
@@ -25,11 +26,16 @@ def register_versions(stack: Stack, name: str, sizes: list[tuple[int, int]], fol
     from pipelines.training.model import ViewClassifier
 
     mlflow.set_tracking_uri(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    from mlflow.exceptions import MlflowException
+
     client = mlflow.MlflowClient()
-    client.create_registered_model(name)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
     mlflow.set_experiment(f"{name}-tests")
     files = {}
-    for seed, (h, w) in enumerate(sizes, start=1):
+    for seed, (h, w) in enumerate(sizes, start=first_seed):
         torch.manual_seed(seed)
         path = folder / name / str(seed) / "model.onnx"
         path.parent.mkdir(parents=True)
