@@ -57,7 +57,11 @@ def _setup(env: dict[str, str], state: Path, db_url: str, exams: int) -> None:
         print(f"setup: {first + n}/{exams} exams stored ({(first + n) / (time.monotonic() - started):.1f}"
               " exams/s)", flush=True)
     stack.wait_stable(timeout=600)
-    register_versions(stack, "mammo-screening", [(128, 96)], state / "models")
+    from pipelines.registry.client import credentials
+
+    with credentials("admin", stack.secret("mlflow", "RADFLOW_MLFLOW_ADMIN_PASSWORD")):
+        register_versions(stack, "mammo-screening", [(128, 96)], state / "models")
+    _radflow(stack.login_env("admin"), "promote", "--version", "1", "--reason", "benchmark champion")
     _radflow(env, "deploy", "--model-uri", "models:/mammo-screening/1")
 
 
@@ -99,7 +103,7 @@ def main() -> None:
         state = Path(tmp)
         env = stack_env(state, db_url)
         env["RADFLOW_TRITON_THREADS"] = env.get("RADFLOW_TRITON_THREADS", "2")
-        _radflow(env, "stack", "up", timeout=600)
+        _radflow(env, "stack", "up", "--only", "orthanc,mlflow,triton", timeout=600)
         try:
             _setup(env, state, db_url, exams)
             print(f"screening {exams} exams through Airflow...", flush=True)

@@ -47,10 +47,9 @@ SCHEDULE, START = monitoring_schedule()
 def monitor_mammo_model() -> None:
     @task
     def pick_study_date() -> str:
-        from pipelines.orchestration.tasks import previous_day
+        from pipelines.orchestration.tasks import study_date_of
 
-        ctx = get_current_context()
-        return previous_day(ctx["logical_date"], ctx["params"]["study_date"])
+        return study_date_of(get_current_context())
 
     @task
     def check_model_integrity(study_date: str) -> dict:

@@ -48,10 +48,9 @@ SCHEDULE, START = screening_schedule()
 def screen_daily_mammograms() -> None:
     @task
     def pick_study_date() -> str:
-        from pipelines.orchestration.tasks import previous_day
+        from pipelines.orchestration.tasks import study_date_of
 
-        ctx = get_current_context()
-        return previous_day(ctx["logical_date"], ctx["params"]["study_date"])
+        return study_date_of(get_current_context())
 
     @task(pool="pacs")
     def screen_exams(study_date: str) -> dict:

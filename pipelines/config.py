@@ -89,7 +89,7 @@ class RadflowSettings(BaseSettings):
     task_retries: int = Field(default=2, ge=0)  # retries of a transient failure
     retry_delay_minutes: float = Field(default=5, gt=0)  # first retry; doubles each time
     max_retry_delay_minutes: float = Field(default=60, gt=0)
-    # Deadline alert: the night's screening not finished by this local time (HH:MM).
+    # Deadline alert: the night's screening not finished by this local time (HH:MM; "" = none).
     screening_deadline: str = "07:00"
 
     # Which images make a screening exam (declared policy: pipelines/ingest/policy.py).

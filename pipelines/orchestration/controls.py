@@ -95,11 +95,14 @@ def deadline_interval(s: RadflowSettings | None = None) -> dt.timedelta:
 
 def screening_deadline() -> Any:
     """The nightly screening's DeadlineAlert: RADFLOW_SCREENING_DEADLINE after the run's tick;
-    the triggerer then sends pipelines.orchestration.alerts.screening_deadline_missed."""
+    the triggerer then sends pipelines.orchestration.alerts.screening_deadline_missed. None
+    (no alert) when the setting is empty."""
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
     s = get_settings()
+    if not s.screening_deadline.strip():
+        return None
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=deadline_interval(s),
         callback=AsyncCallback("pipelines.orchestration.alerts.screening_deadline_missed",

@@ -65,6 +65,13 @@ def retrain_schedule() -> tuple[str, Any]:
     return s.retrain_schedule, schedule_start(s.hospital_timezone)
 
 
+def study_date_of(context: Any) -> str:
+    """The study date a nightly run screens or monitors: its `study_date` param, else the day
+    before its logical date (a run triggered without one: the day before it was triggered)."""
+    logical = context.get("logical_date") or context["dag_run"].run_after
+    return previous_day(logical, context["params"]["study_date"])
+
+
 def previous_day(logical_date: dt.datetime, override: str | None) -> str:
     """The study date a nightly run screens: the day before its logical date, in the
     hospital's time zone, unless a study_date param overrides it."""

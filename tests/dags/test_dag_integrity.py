@@ -437,3 +437,18 @@ def test_an_empty_override_means_the_previous_day(hospital_tz: pytest.MonkeyPatc
 def test_a_malformed_override_is_refused(hospital_tz: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError):
         previous_day(dt.datetime(2026, 11, 21, 2, tzinfo=dt.UTC), "21/11/2026")
+
+
+def test_a_run_triggered_without_a_logical_date_screens_the_day_before_it_was_triggered(
+        hospital_tz: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from pipelines.orchestration.tasks import study_date_of
+
+    hospital_tz.setenv("RADFLOW_HOSPITAL_TIMEZONE", "UTC")
+    run = SimpleNamespace(run_after=dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC))
+    assert study_date_of({"logical_date": None, "dag_run": run, "params": {"study_date": ""}}) == "2026-11-20"
+    assert study_date_of({"dag_run": run, "params": {"study_date": "2026-03-14"}}) == "2026-03-14"
+    scheduled = {"logical_date": dt.datetime(2026, 11, 23, 2, tzinfo=dt.UTC), "dag_run": run,
+                 "params": {"study_date": ""}}
+    assert study_date_of(scheduled) == "2026-11-22"

@@ -4,7 +4,6 @@ PostgreSQL (a fresh database per module) and, where a module needs it, Airflow."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,29 +16,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def _extra_env(request: pytest.FixtureRequest, folder: Path) -> dict[str, str]:
-    """Settings a module asks for: its `stack_settings(folder)` function, if it has one."""
+def _module_stack(request: pytest.FixtureRequest, postgres_url: str,
+                  tmp_path_factory: pytest.TempPathFactory, services: tuple[str, ...]) -> Iterator[Stack]:
+    """A stack for the requesting module, with the settings its `stack_settings(folder)`
+    function asks for, if it has one."""
     make = getattr(request.module, "stack_settings", None)
-    return dict(make(folder)) if make else {}
+    env = dict(make(tmp_path_factory.mktemp("settings"))) if make else {}
+    state = tmp_path_factory.mktemp("radflow-state")
+    with fresh_database(postgres_url) as db_url, running_stack(state, db_url, services, env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest, postgres_url: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Orthanc, MLflow and Triton (no Airflow) for one module."""
-    state = tmp_path_factory.mktemp("radflow-state")
-    env = _extra_env(request, tmp_path_factory.mktemp("settings"))
-    with fresh_database(postgres_url) as db_url, \
-            running_stack(state, db_url, WITHOUT_AIRFLOW, env) as running:
-        yield running
+    yield from _module_stack(request, postgres_url, tmp_path_factory, WITHOUT_AIRFLOW)
 
 
 @pytest.fixture(scope="module")
 def full_stack(request: pytest.FixtureRequest, postgres_url: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Every service, Airflow's four processes included, for one module."""
-    state = tmp_path_factory.mktemp("radflow-state")
-    env = _extra_env(request, tmp_path_factory.mktemp("settings"))
-    with fresh_database(postgres_url) as db_url, \
-            running_stack(state, db_url, (*WITHOUT_AIRFLOW, "airflow"), env) as running:
-        yield running
+    yield from _module_stack(request, postgres_url, tmp_path_factory, (*WITHOUT_AIRFLOW, "airflow"))

@@ -66,6 +66,7 @@ def approve(stack: Stack, name: str, version: int | str, approver: str = "admin"
         previous: str | None = str(client.get_model_version_by_alias(name, "champion").version)
     except Exception:
         previous = None
+    db.migrate(stack.db_url)
     eng = sa.create_engine(stack.db_url)
     try:
         with eng.begin() as conn:

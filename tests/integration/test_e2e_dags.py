@@ -24,6 +24,7 @@ def test_demo_runs_the_four_dags_end_to_end(postgres_url: str, tmp_path: Path) -
             assert proc.returncode == 0, proc.stderr[-4000:]
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             phi = _identifiers_in_orthanc(env, tmp_path / "state")
+            ui = _airflow_ui_after_login(env, tmp_path / "state", tmp_path / "airflow-dags.png")
         finally:
             subprocess.run([RADFLOW, "stack", "down"], env=env, capture_output=True, timeout=300)
 
@@ -34,6 +35,10 @@ def test_demo_runs_the_four_dags_end_to_end(postgres_url: str, tmp_path: Path) -
                 "success", "manual", "admin"), dag_run
         # the schedules stay on: the next night screens itself
         assert summary["next_runs"]["screen_daily_mammograms"] and summary["next_runs"]["monitor_mammo_model"]
+        # and hospital IT sees them in the Airflow UI after logging in
+        assert "4 Dags" in ui and "Next Run" in ui
+        assert all(dag_id in ui for dag_id in ("retrain_mammo_model", "deploy_mammo_model",
+                                               "screen_daily_mammograms", "monitor_mammo_model"))
         assert "Airflow UI       http://127.0.0.1:" in proc.stderr and "airflow.env" in proc.stderr
 
         # Tonight's exams are on the worklist exactly once each, sorted by suspicion.
@@ -94,6 +99,31 @@ def test_demo_runs_the_four_dags_end_to_end(postgres_url: str, tmp_path: Path) -
         assert any(b.startswith(b"xcom: [(") for b in blobs), "Airflow's XCom table was scanned"
         leaks = leaked(phi, blobs)
         assert leaks == [], f"PHI found past the ingest boundary: {leaks[:5]}"
+
+
+def _airflow_ui_after_login(env: dict[str, str], state: Path, screenshot: Path) -> str:
+    """Log in to the Airflow UI as the admin in headless Chromium; the DAG list's text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pipelines.config import read_secret_file
+    from tests.integration.browser import chromium
+
+    url = f"http://127.0.0.1:{env['RADFLOW_AIRFLOW_PORT']}"
+    password = read_secret_file(state / "secrets" / "airflow.env", "RADFLOW_AIRFLOW_PASSWORD")
+    with chromium("Airflow UI check", 1400, 900) as driver:
+        driver.get(f"{url}/dags")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.NAME, "username"))
+        assert "/auth/login" in driver.current_url  # nothing is shown before logging in
+        driver.find_element(By.NAME, "username").send_keys("admin")
+        driver.find_element(By.NAME, "password").send_keys(password)
+        driver.find_element(By.CSS_SELECTOR, "input[type=submit], button[type=submit]").click()
+        WebDriverWait(driver, 60).until(lambda d: "/auth/login" not in d.current_url)
+        driver.get(f"{url}/dags")
+        WebDriverWait(driver, 60).until(
+            lambda d: "screen_daily_mammograms" in d.find_element(By.TAG_NAME, "body").text)
+        driver.save_screenshot(str(screenshot))
+        return str(driver.find_element(By.TAG_NAME, "body").text)
 
 
 def _identifiers_in_orthanc(env: dict[str, str], state: Path) -> set[str]:

@@ -148,6 +148,14 @@ def live(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         server.server_close()
 
 
+def failed_deploy(api: AirflowAPI, reason: str) -> tuple[str, dict[str, str]]:
+    """Trigger deploy_mammo_model as the API's login; (run id, task states) of the failed run."""
+    run_id = api.trigger(DEPLOY, {"reason": reason})["dag_run_id"]
+    with pytest.raises(Exception, match="failed"):
+        api.wait(DEPLOY, run_id, timeout_s=300)
+    return run_id, {t["task_id"]: t["state"] for t in api.task_instances(DEPLOY, run_id)}
+
+
 def runs(live: Live, dag_id: str) -> list[dict[str, Any]]:
     with live.api() as admin:
         return admin.runs(dag_id)
@@ -187,10 +195,7 @@ def test_a_drift_event_starts_retraining_which_waits_out_clinical_hours(live: Li
 
 def test_a_promotion_triggered_by_a_login_outside_the_list_is_refused_and_audited(live: Live) -> None:
     with live.api("eve") as eve:
-        run = eve.trigger(DEPLOY, {"reason": "I think it is better"})
-        with pytest.raises(Exception, match="failed"):
-            eve.wait(DEPLOY, run["dag_run_id"], timeout_s=300)
-        states = {t["task_id"]: t["state"] for t in eve.task_instances(DEPLOY, run["dag_run_id"])}
+        run_id, states = failed_deploy(eve, "I think it is better")
     assert states == {"promote_challenger": "failed", "deploy_champion": "upstream_failed"}
     rows = live.stack.query("SELECT approver, approver_name, approved_via, outcome, gates FROM promotions "
                             "ORDER BY id")
@@ -201,7 +206,7 @@ def test_a_promotion_triggered_by_a_login_outside_the_list_is_refused_and_audite
 
     assert str(mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == "1"
     failed = wait_for("the failure notice", lambda: [n for n in live.notices if n.get("kind") == "task_failed"
-                                                     and n["run_id"] == run["dag_run_id"]], 60)
+                                                     and n["run_id"] == run_id], 60)
     assert failed[0]["task_id"] == "promote_challenger" and "PromotionRefused" in failed[0]["summary"]
 
 
@@ -265,13 +270,10 @@ def test_an_alias_moved_by_hand_is_refused_by_the_deploy_dag_and_fails_integrity
     client.set_registered_model_alias(MODEL, "challenger", "2")
     client.set_registered_model_alias(MODEL, "champion", "2")  # no gate, no audit
     with live.api("ada") as ada:
-        run = ada.trigger(DEPLOY, {"reason": "serve what MLflow says"})
-        with pytest.raises(Exception, match="failed"):
-            ada.wait(DEPLOY, run["dag_run_id"], timeout_s=300)
-        states = {t["task_id"]: t["state"] for t in ada.task_instances(DEPLOY, run["dag_run_id"])}
+        run_id, states = failed_deploy(ada, "serve what MLflow says")
     assert states == {"promote_challenger": "success", "deploy_champion": "failed"}
     failed = wait_for("the deploy failure notice", lambda: [
-        n for n in live.notices if n.get("run_id") == run["dag_run_id"]], 60)
+        n for n in live.notices if n.get("run_id") == run_id], 60)
     assert "UnapprovedChampion" in failed[0]["summary"]
     admin_key = live.stack.secret("triton", "RADFLOW_TRITON_ADMIN_KEY")
     index = httpx.post(f"http://127.0.0.1:{live.stack.env['RADFLOW_TRITON_HTTP_PORT']}/v2/repository/index",
