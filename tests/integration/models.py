@@ -59,6 +59,7 @@ def approve(stack: Stack, name: str, version: int | str, approver: str = "admin"
     import sqlalchemy as sa
 
     import mlflow
+    from pipelines import db
     from pipelines.registry import audit
 
     client = mlflow.MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
