@@ -33,10 +33,12 @@ $(TRITON_STAMP): constraints-triton.txt pyproject.toml
 demo: bootstrap
 	$(VENV)/bin/radflow demo
 
+# Two pytest workers, one test file each at a time (module-scoped stacks stay whole): the
+# integration modules mostly wait on services, so two overlap well on two cores.
 test: bootstrap
 	$(VENV)/bin/ruff check pipelines dags tests benchmarks
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 test-fast: bootstrap
 	$(VENV)/bin/python -m pytest -m "not integration"

@@ -2,11 +2,11 @@
 api-server, scheduler, dag-processor and triggerer on PostgreSQL, driven only through
 Airflow's authenticated REST API, as people drive it.
 
-The module's stack is configured the way hospital IT would configure it, with times set
-relative to when the module starts (T0, UTC):
-- the nightly screening's cron is due at TICK (T0 + 3.5 min, a minute or more after the
-  DAG is unpaused) and its go-live is three days earlier: the two nights before TICK are
-  missed and must be caught up in order, then TICK must run on its own;
+The module's stack is configured the way hospital IT would configure it; once the first
+champion is deployed, Airflow is restarted with times set relative to that moment (UTC):
+- the nightly screening's cron is due at TICK (2 minutes later, well after the DAG is
+  unpaused) and its go-live is three days earlier: the two nights before TICK are missed
+  and must be caught up in order, then TICK must run on its own;
 - its deadline is 30 minutes after the tick: the caught-up nights are past theirs;
 - clinical hours end at WINDOW_END (TICK + 1.5 min), so a drift-triggered retraining
   started before then waits for it;
@@ -98,30 +98,35 @@ def parse(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def timed_settings(now: dt.datetime) -> tuple[dict[str, str], dt.datetime, dt.datetime]:
+    """(settings, TICK, WINDOW_END) for a stack (re)started at `now`."""
+    tick = minute(now + dt.timedelta(minutes=2))
+    window_end = minute(tick + dt.timedelta(seconds=90))
+    deadline = tick + dt.timedelta(minutes=30)
+    return {
+        "RADFLOW_SCREENING_SCHEDULE": f"{tick.minute} {tick.hour} * * *",
+        "RADFLOW_SCREENING_START_DATE": (tick - dt.timedelta(days=3, minutes=-1)).isoformat(),
+        "RADFLOW_SCREENING_DEADLINE": f"{deadline:%H:%M}",
+        "RADFLOW_CLINICAL_HOURS": f"{now - dt.timedelta(hours=1):%H:%M}-{window_end:%H:%M}",
+    }, tick, window_end
+
+
 @pytest.fixture(scope="module")
 def live(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     Webhook.received = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     t0 = dt.datetime.now(dt.UTC)
-    tick = minute(t0 + dt.timedelta(minutes=3, seconds=30))
-    window_end = tick + dt.timedelta(seconds=90)
-    deadline = tick + dt.timedelta(minutes=30)
     folder = tmp_path_factory.mktemp("scheduler")
     settings = {
         "RADFLOW_HOSPITAL_TIMEZONE": "UTC",
-        "RADFLOW_SCREENING_SCHEDULE": f"{tick.minute} {tick.hour} * * *",
-        "RADFLOW_SCREENING_START_DATE": (tick - dt.timedelta(days=3, minutes=-1)).isoformat(),
-        "RADFLOW_SCREENING_DEADLINE": f"{deadline:%H:%M}",
         "RADFLOW_RETRAIN_SCHEDULE": "0 3 29 2 *",  # never due here: only drift starts it
-        "RADFLOW_CLINICAL_HOURS": f"{t0 - dt.timedelta(hours=1):%H:%M}-{minute(window_end):%H:%M}",
         "RADFLOW_CLINICAL_DAYS": "mon,tue,wed,thu,fri,sat,sun",
         "RADFLOW_NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/radflow",
         "RADFLOW_RETRY_DELAY_MINUTES": "0.05", "RADFLOW_TASK_RETRIES": "1",
         "RADFLOW_REGISTRY_POLICY_FILE": str(policy_with_approvers(
             folder, [{"login": "ada", "name": "Dr. Ada Reviewer"}])),
     }
-    window_end = minute(window_end)
     try:
         with fresh_database(postgres_url) as db_url, \
                 running_stack(tmp_path_factory.mktemp("radflow-state"), db_url,
@@ -134,14 +139,20 @@ def live(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 added = stack.radflow("user", "add", login, "--role", "ml-team", "--name", name,
                                       env={**stack.env, "RADFLOW_NEW_USER_PASSWORD": PASSWORDS[login]})
                 assert added["airflow"] == "created"
-            state = Live(stack, t0, tick, window_end, t0, {}, Webhook.received)
+            state = Live(stack, t0, t0, t0, t0, {}, Webhook.received)
             # ada, a listed approver, promotes and deploys the first champion through the DAG
             with state.api("ada") as ada:
                 state.promoted = ada.trigger_and_wait(DEPLOY, {"reason": "first champion"}, timeout_s=600)
+            # hospital IT sets the night's schedule, deadline and clinical hours, restarts Airflow
+            timed, state.tick, state.window_end = timed_settings(dt.datetime.now(dt.UTC))
+            stack.env.update(timed)
+            stack.radflow("stack", "down", "--only", "airflow")
+            stack.radflow("stack", "up", "--only", "airflow", timeout=600)
+            with state.api("ada") as ada:
                 ada.set_paused(SCREEN, False)
             state.unpaused_at = dt.datetime.now(dt.UTC)
-            assert state.unpaused_at < tick - dt.timedelta(seconds=30), (
-                f"set-up took until {state.unpaused_at}: too late for the tick at {tick}")
+            assert state.unpaused_at < state.tick - dt.timedelta(seconds=20), (
+                f"Airflow's restart took until {state.unpaused_at}: too late for the tick at {state.tick}")
             yield state
     finally:
         server.shutdown()

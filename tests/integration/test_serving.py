@@ -114,8 +114,12 @@ def test_a_tampered_file_is_refused_before_loading(stack: Stack, versions: dict[
     stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/2")
     assert ready_versions(stack) == ["2"]
     previous = stack.state / "triton_repo" / "mammo_screening" / "1" / "model.onnx"
-    previous.write_bytes(previous.read_bytes() + b"\0")  # someone changed the approved file
-    refused = stack.radflow("deploy", "--rollback", ok=False)
+    approved = previous.read_bytes()
+    previous.write_bytes(approved + b"\0")  # someone changed the approved file
+    try:
+        refused = stack.radflow("deploy", "--rollback", ok=False)
+    finally:
+        previous.write_bytes(approved)
     assert refused["type"] == "ModelIntegrityError"
     assert "SHA-256" in refused["error"] and "version 1" in refused["error"]
     assert ready_versions(stack) == ["2"]
@@ -151,7 +155,7 @@ def test_an_alias_moved_by_hand_is_refused_by_deploy_and_the_plugin_and_fails_in
     assert refused["type"] == "UnapprovedChampion"
     assert "version 1 holds alias champion" in refused["error"]
     assert "approved champion is version 2" in refused["error"]
-    plugin = _mlflow(stack, "create", "--name", "mammo-bypass", "-m", f"models:/{MODEL}@champion", ok=False)
+    plugin = _mlflow(stack, "update", "--name", "mammo", "-m", f"models:/{MODEL}@champion", ok=False)
     assert "UnapprovedChampion" in plugin.stderr
     assert ready_versions(stack) == ["2"]  # nothing loaded, nothing unloaded
     assert sorted(p.name for p in (stack.state / "triton_repo" / "mammo_screening").iterdir()) == before
