@@ -38,6 +38,7 @@ demo: bootstrap
 test: bootstrap
 	$(VENV)/bin/ruff check pipelines dags tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 test-fast: bootstrap
@@ -45,6 +46,7 @@ test-fast: bootstrap
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipelines dags tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

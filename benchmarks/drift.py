@@ -7,7 +7,7 @@ stable pool, a vendor-change pool (the same site on another vendor's unit) and a
 detector-degradation pool. The model is the ONNX file given, else a small ViewClassifier
 trained here on its own synthetic pool (no downloads).
 
-Measured (pipelines/monitoring/simulate.py): per (scenario, volume), seeded sequences of 30
+Measured (benchmarks/drift_simulation/simulate.py): per (scenario, volume), seeded sequences of 30
 stable nights then 10 changed nights, each night resampled from the finite pools and run
 through the real drift assessment and sustained-drift alert rule with the configured
 drift_* settings. Detection delay = the changed nights seen when the alert fires.
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.common import write_result
 
 if TYPE_CHECKING:
-    from pipelines.monitoring.simulate import SimulationResult
+    from benchmarks.drift_simulation.simulate import SimulationResult
 
 TARGET_DELAY_DAYS = 3  # issue 7: detection delay <= 3 days for both simulated changes
 REFERENCE_VOLUME = 100
@@ -83,8 +83,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("pipelines.monitoring.drift").setLevel(logging.WARNING)  # a line per night
 
+    from benchmarks.drift_simulation.simulate import SimulationParams, simulate
     from pipelines.config import get_settings
-    from pipelines.monitoring.simulate import SimulationParams, simulate
 
     params = SimulationParams(seed=args.seed, workers=args.workers)
     if args.quick:

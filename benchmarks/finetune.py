@@ -25,11 +25,11 @@ from benchmarks.common import write_result
 
 
 def main() -> None:
-    from pipelines.evaluation.metrics import auc_with_ci
+    from pipelines.metrics.binary import auc_with_ci
+    from pipelines.params import load_params
+    from pipelines.scoring import exam_table
+    from pipelines.synth.views import synthetic_views
     from pipelines.training import data, fit
-    from pipelines.training.aggregate import exam_table
-    from pipelines.training.params import load_params
-    from pipelines.training.pretrain import synthetic_views
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser()

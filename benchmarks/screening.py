@@ -57,7 +57,7 @@ def _setup(env: dict[str, str], state: Path, db_url: str, exams: int) -> None:
         print(f"setup: {first + n}/{exams} exams stored ({(first + n) / (time.monotonic() - started):.1f}"
               " exams/s)", flush=True)
     stack.wait_stable(timeout=600)
-    from pipelines.registry.client import credentials
+    from pipelines.tracking import credentials
 
     with credentials("admin", stack.secret("mlflow", "RADFLOW_MLFLOW_ADMIN_PASSWORD")):
         register_versions(stack, "mammo-screening", [(128, 96)], state / "models")

@@ -79,7 +79,7 @@ def make_onnx(folder: Path, height: int, width: int, model_width: int, top_k: fl
     """The classifier with seeded random weights, exported and parity-checked."""
     import torch
 
-    from pipelines.serving.onnx_export import export
+    from pipelines.modelfiles.onnx import export
     from pipelines.training.model import ViewClassifier
 
     torch.manual_seed(0)
@@ -123,7 +123,7 @@ def serve(onnx: Path, batching: Batching, timeout_s: float = 120) -> None:
     from pipelines.config import RadflowSettings
     from pipelines.serving import repository
     from pipelines.serving.deploy import write_version
-    from pipelines.serving.triton_client import TritonClient
+    from pipelines.triton_client import TritonClient
 
     settings = RadflowSettings()
     repository.write_config(settings.triton_repository / MODEL, config_text(batching))

@@ -49,9 +49,9 @@ def main() -> None:
     import torch
 
     from pipelines.config import get_settings
+    from pipelines.params import load_params
     from pipelines.training.data import Split
     from pipelines.training.fit import fit
-    from pipelines.training.params import load_params
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="512 views, 1 epoch")

@@ -10,9 +10,10 @@ they end, holding no worker slot; a run someone triggers by hand starts at once.
 Then: ingest the studies Orthanc marked stable since the last watermark (a slot of the
 `pacs` pool), check the manifest against its data contract, freeze a DVC-versioned dataset
 (patient-level splits, its own contract), train the CNN on it (the `training` pool's one
-slot, RADFLOW_TRAINING_TIMEOUT_MINUTES), log it to MLflow, register it as `challenger` and
-evaluate it on the frozen test split. Promotion is a separate, human step
-(`deploy_mammo_model`).
+slot, RADFLOW_TRAINING_TIMEOUT_MINUTES), log it to MLflow, register it as `challenger`,
+evaluate it on the frozen test split and build the monitoring reference the nights will be
+compared with (its validation exams, seen by its ONNX file). Promotion is a separate, human
+step (`deploy_mammo_model`).
 
 Failures: a data contract violation fails the run without retry (fix the data, rerun);
 Orthanc or MLflow being down is retried with exponential backoff; a failed task notifies.
@@ -71,23 +72,33 @@ def retrain_mammo_model() -> None:
 
         return call_stage(build.run)
 
-    @task(outlets=[CHALLENGER_MAMMO_MODEL], pool="training", execution_timeout=training_timeout())
+    @task(pool="training", execution_timeout=training_timeout())
     def train_challenger(dataset: dict) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.training import run
 
         return call_stage(run.run)
 
+    @task(outlets=[CHALLENGER_MAMMO_MODEL])
+    def build_monitoring_reference(trained: dict) -> dict:
+        from pipelines.monitoring import reference
+        from pipelines.orchestration.tasks import call_stage
+
+        return call_stage(reference.build_for_version, model_name=trained["model_name"],
+                          version=trained["model_version"])
+
     @task
     def evaluate_challenger(trained: dict) -> dict:
-        from pipelines.datasets import evaluate
+        from pipelines.evaluation import run as evaluate
         from pipelines.orchestration.tasks import call_stage
 
         return call_stage(evaluate.run)
 
     ingested = ingest_new_studies()
     window >> ingested
-    evaluate_challenger(train_challenger(build_dataset(validate_manifest(ingested))))
+    trained = train_challenger(build_dataset(validate_manifest(ingested)))
+    evaluate_challenger(trained)
+    build_monitoring_reference(trained)
 
 
 retrain_mammo_model()

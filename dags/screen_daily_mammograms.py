@@ -62,7 +62,7 @@ def screen_daily_mammograms() -> None:
 
     @task
     def notify_reading_room(screen: dict) -> dict:
-        from pipelines.orchestration.notify import notify_night
+        from pipelines.orchestration.mail import notify_night
 
         return notify_night(screen["worklist"])
 

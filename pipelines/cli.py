@@ -61,21 +61,26 @@ def _build_dataset(args: argparse.Namespace) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> Any:
-    from pipelines.datasets import evaluate
+    from pipelines.evaluation import run as evaluate
 
     return evaluate.run(alias=args.alias, split=args.split, dataset=args.name)
 
 
 def _train(args: argparse.Namespace) -> Any:
+    from pipelines.monitoring import reference
     from pipelines.training import run
 
-    return run.run(epochs=args.epochs, seed=args.seed, base=args.base)
+    trained = run.run(epochs=args.epochs, seed=args.seed, base=args.base)
+    reference.build_for_version(trained.model_name, trained.model_version)  # what monitoring compares with
+    return trained
 
 
 def _pretrain(args: argparse.Namespace) -> Any:
+    from pipelines.synth.views import synthetic_views
     from pipelines.training import pretrain
 
-    return pretrain.run(exams=args.exams, site=args.site, seed=args.seed, epochs=args.epochs)
+    frame, images = synthetic_views(args.exams, args.site, args.seed)
+    return pretrain.run(frame, images, site=args.site, seed=args.seed, epochs=args.epochs)
 
 
 def _promote(args: argparse.Namespace) -> Any:
@@ -97,9 +102,9 @@ def _user(args: argparse.Namespace) -> Any:
 
 
 def _deploy(args: argparse.Namespace) -> Any:
-    from pipelines.registry.client import model_uri
-    from pipelines.screening.tasks import get_task
     from pipelines.serving import deploy
+    from pipelines.tasks import get_task
+    from pipelines.tracking import model_uri
 
     if args.rollback:
         return deploy.rollback(slot=args.slot, task=args.task)
@@ -275,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="serve the slot's previous version again (verified, no download)")
     which.add_argument("--undeploy", action="store_true", help="stop serving the slot and unload it")
-    p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
+    p.add_argument("--task", default="mammo", help="screening task (pipelines/tasks.yaml)")
 
     p = add("serving-repo", _serving_repo, "generate a Triton model repository (configs and "
             "adapters) for the cpu or gpu profile, e.g. for the production Triton container")
@@ -285,12 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("screen", _screen, "screen one study date's exams: QC, Triton, results, PACS write-back, "
             "worklist, notification")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
-    p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
+    p.add_argument("--task", default="mammo", help="screening task (pipelines/tasks.yaml)")
 
     p = add("monitor", _monitor, "one screened night against the champion's validation data: "
             "metadata, image, embedding, prediction and artifact-rate drift, sustained-drift alert, report")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD (screened already)")
-    p.add_argument("--task", default="mammo", help="screening task (pipelines/screening/tasks.yaml)")
+    p.add_argument("--task", default="mammo", help="screening task (pipelines/tasks.yaml)")
 
     p = add("check-integrity", _check_integrity, "every model file in Triton's repository against its "
             "registered SHA-256; unknown models reported")
@@ -335,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "urllib3", "great_expectations", "alembic", "pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from pipelines.registry.client import quiet_mlflow
+    from pipelines.tracking import quiet_mlflow
 
     quiet_mlflow()  # before any stage imports mlflow: no telemetry, bars or URLs on stdout
     try:

@@ -92,7 +92,7 @@ class RadflowSettings(BaseSettings):
     # Deadline alert: the night's screening not finished by this local time (HH:MM; "" = none).
     screening_deadline: str = "07:00"
 
-    # Which images make a screening exam (declared policy: pipelines/ingest/policy.py).
+    # Which images make a screening exam (declared policy: pipelines/pacs/policy.py).
     exam_extra_views: Literal["prefer-standard", "quarantine"] = "prefer-standard"
     exam_for_processing: Literal["skip", "quarantine"] = "skip"
     exam_other_modalities: Literal["quarantine", "skip"] = "quarantine"
@@ -106,6 +106,8 @@ class RadflowSettings(BaseSettings):
     pathology_file: Path | None = None  # CSV: exam_id (pseudonym), laterality, outcome, date
 
     # Preprocessing: every view becomes a float image of this size (training = serving).
+    # The one source of the model input size (not params.yaml); a screening task may
+    # override it with image_height/image_width in pipelines/tasks.yaml, nothing else does.
     image_height: int = 128
     image_width: int = 96
     # Per-file pixel decode limit: an overrunning codec is killed, the study quarantined.
@@ -123,10 +125,10 @@ class RadflowSettings(BaseSettings):
     # time). Unset: the go-live moment, the first `radflow stack up` that started Airflow
     # (<state>/airflow/go-live). `radflow screen --date` runs any night.
     screening_start_date: str | None = None
-    screening_tasks_file: Path | None = None  # default: pipelines/screening/tasks.yaml
+    screening_tasks_file: Path | None = None  # default: pipelines/tasks.yaml
     # Flag the k highest exam scores of a night instead of the operating point.
     screening_capacity: int | None = None
-    # Notification of a published night (pipelines/screening/notify.py, orchestration/notify.py)
+    # Notification of a published night (pipelines/notify.py, orchestration/notify.py)
     notify_webhook_url: SecretStr | None = None  # POST JSON here; may embed a token, so secret
     notify_webhook_timeout_s: float = Field(default=10.0, gt=0)
     notify_email_to: str = ""  # comma-separated recipients; empty = no e-mail

@@ -10,13 +10,15 @@ Every engine brings its database to the head revision on first use.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
     from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
@@ -344,6 +346,36 @@ def _sqlite_wal(eng: Engine) -> None:
         cur.close()
 
 
+def _insert(conn: Connection, table: sa.Table) -> PgInsert | SqliteInsert:
+    """An INSERT into `table` that can take ON CONFLICT: the generic one cannot, and
+    PostgreSQL and SQLite (the only two databases radflow runs on) each have their own."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)
+
+
+def insert_if_absent(conn: Connection, table: sa.Table, row: Mapping[str, Any],
+                     keys: Sequence[str]) -> bool:
+    """Insert `row` unless a row with the same `keys` exists; that row is left as it is.
+
+    Safe against a concurrent writer of the same key (ON CONFLICT DO NOTHING, not a
+    select first): whoever inserts first wins, and both then read the winner's row.
+
+    Args:
+        conn: a connection to PostgreSQL or SQLite.
+        table: the table; `keys` must be its primary key or a unique constraint.
+        row: column -> value of the new row.
+        keys: the columns that identify the row.
+
+    Returns:
+        True if the row was inserted, False if one with the same keys was already there.
+    """
+    stmt = _insert(conn, table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
+    return conn.execute(stmt).rowcount == 1
+
+
 def upsert(
     conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]], keys: list[str]
 ) -> int:
@@ -351,11 +383,7 @@ def upsert(
     rows = [dict(r) for r in rows]
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(table).values(rows)
+    stmt = _insert(conn, table).values(rows)
     updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     if updates:
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)

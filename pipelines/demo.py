@@ -90,14 +90,14 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
     import sqlalchemy as sa
 
     from pipelines import db
-    from pipelines.serving.deployment import current_deployment
+    from pipelines.deployments import current_deployment
 
     s = get_settings()
     with db.get_engine().connect() as conn:
         rows = conn.execute(sa.select(db.exam_results).where(
             db.exam_results.c.study_date == night)).mappings().all()
     dep = current_deployment()
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
 
     champion = mlflow_client().get_model_version(s.registered_model, dep.model_version)
     return {

@@ -81,3 +81,23 @@ class UnapprovedChampion(DeploymentFailed):
 
 class ModelIntegrityError(DeploymentFailed):
     """A model file's SHA-256 differs from its MLflow registered version: never load it."""
+
+
+class NotificationFailed(TransientError):
+    """The webhook or mail server did not take the notice; a retry may."""
+
+
+class LabelFileInvalid(PermanentError):
+    """A RIS export or pathology file cannot be read as declared (missing column, bad value)."""
+
+
+class SchemaMismatch(PermanentError):
+    """The database's schema is not one this radflow can migrate."""
+
+
+class DvcError(PermanentError):
+    """A DVC command failed (its stderr is in the message)."""
+
+
+class MisusedApi(PermanentError):
+    """radflow code called a function outside its contract (a bug, not bad data): no retry helps."""

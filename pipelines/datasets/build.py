@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,14 @@ import sqlalchemy as sa
 
 from pipelines import db
 from pipelines.config import get_settings
+from pipelines.contracts.enforce import enforce
+from pipelines.contracts.suites import contract_path, load_contract
 from pipelines.datasets import dvc
-from pipelines.datasets.layout import (
+from pipelines.datasets.splits import assign_splits, patient_strata
+from pipelines.domain import StageResult
+from pipelines.errors import NoTrainingData
+from pipelines.imaging.storage import from_lake
+from pipelines.layout import (
     DROPPED,
     IMAGES,
     MANIFEST,
@@ -35,14 +39,9 @@ from pipelines.datasets.layout import (
     default_remote,
     version_file,
 )
-from pipelines.datasets.params import DatasetParams, load_dataset_params
-from pipelines.datasets.splits import assign_splits, patient_strata
-from pipelines.domain import StageResult
-from pipelines.errors import NoTrainingData
-from pipelines.imaging.storage import from_lake
 from pipelines.locks import stage_lock
-from pipelines.validation.contracts import contract_path, load_contract
-from pipelines.validation.run import enforce
+from pipelines.params import DatasetParams, load_dataset_params
+from pipelines.publish import publish_dir, write_text
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +111,6 @@ def stage_dataset(frame: pd.DataFrame, splits: dict[str, str], staging: Path) ->
     return out
 
 
-def publish(staging: Path, final: Path) -> None:
-    """Swap the staged folder in with renames: readers see the old or the new version."""
-    if final.exists():
-        trash = final.parent / f".staging-old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
-        os.replace(staging, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, final)
-
-
 def run(params: DatasetParams | None = None, **overrides: Any) -> DatasetResult:
     """Build, check, publish and version the dataset; returns its DVC hash and counts.
 
@@ -140,20 +128,17 @@ def run(params: DatasetParams | None = None, **overrides: Any) -> DatasetResult:
         final = dataset_dir(params.name)
         before = previous_splits(final)
         splits = assign_splits(patient_strata(frame), before, params.fractions, params.seed)
-        staging = root / f".staging-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
-        try:
+        # staged as <root>/.staging-<token>, which .dvcignore leaves out; swapped in only
+        # when the contract holds, so a violation publishes nothing
+        with publish_dir(final) as staging:
             manifest = stage_dataset(frame, splits, staging)
             contract = load_contract(contract_path(params.contract))
             report = enforce(manifest, contract)
-            publish(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         version = dvc.add(root, params.name)
         dvc.push(root, params.name)
     result = _result(params, manifest, splits, before, version, remote, report.suite,
                      report.data_docs, left_out)
-    _write_json(version_file(params.name), result.as_json())
+    write_text(version_file(params.name), json.dumps(result.as_json(), indent=2, default=str))
     log.info("build_dataset: %s version %s, %d exams (%s)", params.name, version, result.exams,
              result.split_exams)
     return result
@@ -174,9 +159,3 @@ def _result(params: DatasetParams, manifest: pd.DataFrame, splits: dict[str, str
         split_exams={s: int((exams.split == s).sum()) for s in SPLITS},
         split_positive_exams={s: int(exams[exams.split == s].label.sum()) for s in SPLITS},
     )
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.json")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)

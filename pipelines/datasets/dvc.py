@@ -15,17 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.errors import PermanentError
+from pipelines.errors import DvcError
 
 log = logging.getLogger(__name__)
 REMOTE = "default"
 TIMEOUT_S = 1800
 # Build staging folders and the JSON summaries are not part of any dataset.
 DVCIGNORE = ".staging-*\n*.version.json\n"
-
-
-class DvcError(PermanentError):
-    """A DVC command failed (its stderr is in the message)."""
 
 
 def dvc(repo: Path, *args: str) -> str:

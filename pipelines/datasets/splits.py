@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from pipelines.datasets.layout import SPLITS
+from pipelines.layout import SPLITS
 
 
 def patient_strata(frame: pd.DataFrame) -> pd.Series:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
-from pipelines.db import date_offsets, pseudonyms
-from pipelines.errors import InvalidStudy
+from pipelines.db import date_offsets, insert_if_absent, pseudonyms
+from pipelines.errors import InvalidStudy, TransientError
 from pipelines.pacs.pseudonyms import MAX_ORIGINAL, lookup, pseudonym_for
 
 if TYPE_CHECKING:
@@ -116,8 +116,8 @@ class TableKeys:
         patient = self.patient_id(patient_original)
         if patient in self._offsets:
             return self._offsets[patient]
-        self._insert_if_absent(date_offsets, {"patient_pseudonym": patient,
-                                              "offset_days": new_offset()}, ["patient_pseudonym"])
+        insert_if_absent(self.conn, date_offsets, {"patient_pseudonym": patient,
+                                                   "offset_days": new_offset()}, ["patient_pseudonym"])
         offset = self.conn.execute(
             sa.select(date_offsets.c.offset_days).where(
                 date_offsets.c.patient_pseudonym == patient)
@@ -129,18 +129,11 @@ class TableKeys:
         existing = lookup(self.conn, UID_KIND, original)
         if existing is not None:
             return existing
-        self._insert_if_absent(
-            pseudonyms, {"kind": UID_KIND, "original": original, "pseudonym": new_uid()},
+        insert_if_absent(
+            self.conn, pseudonyms, {"kind": UID_KIND, "original": original, "pseudonym": new_uid()},
             ["kind", "original"],
         )
         found = lookup(self.conn, UID_KIND, original)
-        if found is None:  # only if the row vanished between insert and select
-            raise RuntimeError("a new UID could not be stored")
+        if found is None:  # only if the row vanished between insert and select: a retry recreates it
+            raise TransientError("a new UID could not be stored")
         return found
-
-    def _insert_if_absent(self, table: sa.Table, row: dict[str, object], keys: list[str]) -> None:
-        if self.conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        self.conn.execute(insert(table).values(**row).on_conflict_do_nothing(index_elements=keys))

@@ -1,11 +1,1 @@
-"""Evaluation: exam-level metrics with confidence intervals, calibration, subgroups and
-figures of a model on a held-out split, logged to MLflow.
-
-`log_evaluation` is the one call for a stage that has a model and an active MLflow run
-(`radflow evaluate`, training's test split); `write_report` does the same from scores.
-"""
-
-from pipelines.evaluation.inference import view_outputs, view_scores
-from pipelines.evaluation.report import flat_metrics, log_evaluation, write_report
-
-__all__ = ["flat_metrics", "log_evaluation", "view_outputs", "view_scores", "write_report"]
+"""`radflow evaluate`: a registered model on a frozen dataset split, logged to MLflow."""

@@ -19,16 +19,15 @@ from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
 from pipelines.imaging.burned_in import find_text_lines, mask_lines
 from pipelines.imaging.preprocess import chest_wall_is_right, model_input, view_pixels
-from pipelines.ingest.policy import ExamPolicy, select
 from pipelines.ingest.reports import report_text
 from pipelines.labels.birads import BiradsReading, read_report
 from pipelines.labels.density import read_density
 from pipelines.labels.pathology import label_views
+from pipelines.pacs.policy import ExamPolicy, select
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-    from pipelines.pacs.client import OrthancClient
 
 MAMMO_SOP_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
@@ -62,27 +61,12 @@ def header_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def download(client: OrthancClient, study_id: str, workers: int) -> list[Dataset]:
-    """Every instance of a study, read by pydicom (downloads in parallel)."""
-    import pydicom
-
-    ids = [str(i["ID"]) for i in client.study_instances(study_id)]
-    blobs = client.instance_files(ids, workers)
-    out: list[Dataset] = []
-    for instance_id, blob in zip(ids, blobs, strict=True):
-        try:
-            out.append(pydicom.dcmread(io.BytesIO(blob)))
-        except Exception as exc:
-            raise InvalidStudy(f"instance {instance_id} is not readable DICOM: {exc}") from exc
-    return out
-
-
 def pick_views(datasets: list[Dataset], label: str,
                policy: ExamPolicy | None = None) -> tuple[dict[str, Dataset], str]:
     """The four screening views and the report text of one study, by the declared policy.
 
     Raises:
-        InvalidStudy: the policy refuses the study (see pipelines/ingest/policy.py).
+        InvalidStudy: the policy refuses the study (see pipelines/pacs/policy.py).
     """
     chosen = select(datasets, label, policy or ExamPolicy.from_settings())
     return chosen.views, "\n".join(report_text(ds) for ds in chosen.reports)

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.imaging.storage import to_lake
+from pipelines.layout import exam_dir
+from pipelines.publish import publish_dir, write_file
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-def exam_dir(lake: Path, study_date: str, exam_id: str) -> Path:
-    return lake / "images" / f"study_date={study_date}" / exam_id
+STAGING = ".staging"  # under the lake: half-written exams and replaced ones on their way out
 
 
 def publish_exam(lake: Path, study_date: str, exam_id: str, views: dict[str, np.ndarray],
@@ -29,36 +27,24 @@ def publish_exam(lake: Path, study_date: str, exam_id: str, views: dict[str, np.
     A crash leaves either the old folder or the new one, never a half-written exam.
     """
     final = exam_dir(lake, study_date, exam_id)
-    staging = lake / ".staging" / f"{exam_id}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    for view, arr in views.items():
-        np.save(staging / f"{view}.npy", to_lake(arr))  # uint16 fixed point, see storage.py
-    for view, header in (headers or {}).items():
-        (staging / f"{view}.dcm.json").write_text(json.dumps(header, sort_keys=True))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        trash = lake / ".staging" / f"old-{exam_id}-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
-        os.replace(staging, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, final)
+    # staged under the lake's own .staging folder, which clear_staging empties after a crash
+    with publish_dir(final, staging_root=lake / STAGING, prefix=f"{exam_id}-") as staging:
+        for view, arr in views.items():
+            np.save(staging / f"{view}.npy", to_lake(arr))  # uint16 fixed point, see storage.py
+        for view, header in (headers or {}).items():
+            (staging / f"{view}.dcm.json").write_text(json.dumps(header, sort_keys=True))
     return final
 
 
 def write_manifest(lake: Path, frame: pd.DataFrame) -> Path:
     """Publish the manifest snapshot (parquet) atomically."""
-    path = lake / "manifest" / "manifest.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{uuid.uuid4().hex[:8]}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_file(lake / "manifest" / "manifest.parquet",
+                      lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def clear_staging(lake: Path) -> int:
     """Remove what a crashed run left in the staging folder (call with the ingest lock held)."""
-    staging = lake / ".staging"
+    staging = lake / STAGING
     if not staging.is_dir():
         return 0
     leftovers = list(staging.iterdir())

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pipelines.config import get_settings
 from pipelines.errors import PermanentError, TransientError
 from pipelines.ingest import exams
+from pipelines.pacs import studies
 from pipelines.pacs.client import OrthancClient
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def prepare(client: OrthancClient, study_id: str,
     """Download and assemble one study; PermanentError becomes a refusal, TransientError raises."""
     s = get_settings()
     try:
-        datasets = exams.download(client, study_id, s.download_workers)
+        datasets = studies.download(client, study_id, s.download_workers)
         exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width,
                               ris_texts)
     except PermanentError as exc:

@@ -4,9 +4,3 @@
 (A-D) the report states, `ris` reads a RIS CSV export of reports, `pathology` reads outcome
 files and merges them with the BI-RADS labels, with the provenance of every label.
 """
-
-from pipelines.errors import PermanentError
-
-
-class LabelFileInvalid(PermanentError):
-    """A RIS export or pathology file cannot be read as declared (missing column, bad value)."""

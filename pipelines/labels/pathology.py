@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.domain import SCREENING_VIEWS
-from pipelines.labels import LabelFileInvalid
+from pipelines.errors import LabelFileInvalid
 from pipelines.labels.birads import PROVENANCE_REPORT, BiradsReading, label_of
 
 COLUMNS = ("exam_id", "laterality", "outcome", "date")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.labels import LabelFileInvalid
+from pipelines.errors import LabelFileInvalid
 
 KEY_COLUMNS = ("accession_number", "study_instance_uid")
 TEXT_COLUMN = "report_text"

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from pipelines import db
+from pipelines.errors import MisusedApi
 from pipelines.migrations.runner import VERSION_TABLE
 
 
@@ -40,7 +41,7 @@ def run_online() -> None:
         return
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError("no connection and no sqlalchemy.url: use pipelines.db.migrate(url)")
+        raise MisusedApi("no connection and no sqlalchemy.url: use pipelines.db.migrate(url)")
     engine = sa.create_engine(url, poolclass=NullPool, hide_parameters=True)
     try:
         with engine.begin() as conn:

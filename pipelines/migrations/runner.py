@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from pipelines.errors import LockHeld, PermanentError
+from pipelines.errors import LockHeld, SchemaMismatch
 from pipelines.migrations.baseline import BASELINE_REVISION, baseline_metadata
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ VERSION_TABLE = "radflow_alembic_version"
 LOCK_TIMEOUT_S = 300.0
 _PG_LOCK_KEY = 0x72616466_6C6F77  # "radflow" in ASCII; advisory locks are per database
 _HERE = Path(__file__).resolve().parent
-
-
-class SchemaMismatch(PermanentError):
-    """The database's schema is not one this radflow can migrate."""
 
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:

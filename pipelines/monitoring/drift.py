@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipelines.features import CATEGORICAL, IMAGE_STATS, NUMERIC, embedding_columns
 from pipelines.monitoring import stats
-from pipelines.monitoring.features import CATEGORICAL, IMAGE_STATS, NUMERIC, embedding_columns
 from pipelines.monitoring.records import FAMILIES, DriftTest, NightStatus
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def assess(
 
     Args:
         reference: one row per exam of the reference (the champion's validation exams),
-            columns as built by pipelines.monitoring.features.
+            columns as built by pipelines.features.
         night: one row per exam of the night, same columns.
         operating_point: score at or above which an exam is flagged.
         expected_flag_rate: the share of exams the reference flags at that point.

@@ -1,6 +1,6 @@
 """Is every model file Triton serves the one MLflow approved? A daily, read-only check.
 
-Deploy and rollback verify a file before Triton loads it (pipelines/serving/integrity.py);
+Deploy and rollback verify a file before Triton loads it (pipelines/modelfiles/integrity.py);
 this check catches what happens afterwards: a file changed on disk, a served version whose
 file is gone, a model nobody deployed. It walks the live repository and Triton's
 repository index and reports one `IntegrityRow` per model version:
@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import TRITON_ADMIN_HEADER, RadflowSettings, get_settings
+from pipelines.deployments import Deployment, all_deployments
 from pipelines.errors import DeploymentFailed, MlflowUnavailable, TritonUnavailable
+from pipelines.layout import TRITON_TEMPLATES as REVIEWED
+from pipelines.modelfiles.integrity import registered_sha
+from pipelines.modelfiles.onnx import sha256
 from pipelines.monitoring.records import IntegrityRow
-from pipelines.registry.client import mlflow_client
-from pipelines.serving.deployment import Deployment, all_deployments
-from pipelines.serving.integrity import registered_sha
-from pipelines.serving.onnx_export import sha256
-from pipelines.serving.repository import REVIEWED
+from pipelines.tracking import mlflow_client
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -264,7 +264,7 @@ def check(settings: RadflowSettings | None = None) -> list[IntegrityRow]:
 def _approved(models: set[str]) -> dict[str, set[str]]:
     """The versions each model's audited promotions and rollbacks made champion."""
     from pipelines import db
-    from pipelines.registry.approval import approved_versions
+    from pipelines.approvals import approved_versions
 
     if not models:
         return {}
@@ -275,9 +275,9 @@ def _approved(models: set[str]) -> dict[str, set[str]]:
 def _aliases(client: MlflowClient) -> list[IntegrityRow]:
     """One row per screening task's registered model that has a champion: its alias against
     the audited champion (a hand-moved alias is "unapproved")."""
-    from pipelines.registry.approval import unapproved_reason
-    from pipelines.registry.client import version_by_alias
-    from pipelines.screening.tasks import BUILTIN, load
+    from pipelines.approvals import unapproved_reason
+    from pipelines.tasks import BUILTIN, load
+    from pipelines.tracking import version_by_alias
 
     rows = []
     tasks = load(get_settings().screening_tasks_file or BUILTIN)

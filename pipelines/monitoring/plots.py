@@ -2,7 +2,7 @@
 nights, artifact rates by device.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), as in
-pipelines/evaluation/plots.py: nothing needs a display or touches matplotlib's global state.
+pipelines/metrics/plots.py: nothing needs a display or touches matplotlib's global state.
 Every figure has a title and axis labels. Each function takes data already prepared by
 pipelines/monitoring/report.py and returns the PNG's bytes (no time stamp in them, so the
 same data gives the same bytes).

@@ -1,6 +1,7 @@
 """The reference a night is compared with: the champion's validation exams.
 
-Training builds it from the validation split it chose its operating point on: per exam,
+Built right after training (the retraining DAG's `build_monitoring_reference` task, and
+`radflow train`) from the validation split training chose its operating point on: per exam,
 the acquisition metadata (from the lake's de-identified DICOM headers), the image
 statistics and the embedding of the model inputs, and the exam score, all computed with
 the registered ONNX file, the one Triton serves. It is logged with the run
@@ -13,17 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines import features
 from pipelines.config import get_settings
 from pipelines.errors import PermanentError
-from pipelines.monitoring import features
-from pipelines.monitoring.embeddings import Embedder
+from pipelines.modelfiles.embeddings import Embedder
+from pipelines.publish import write_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +41,7 @@ def _header(lake: Path, row: Any) -> Dataset:
     """The view's de-identified header from the lake; the manifest's device fields if it is gone."""
     from pydicom import Dataset
 
-    from pipelines.ingest.lake import exam_dir
+    from pipelines.layout import exam_dir
 
     study_date = getattr(row, "study_date", None)  # pretraining pools have no lake folder
     path = exam_dir(lake, str(study_date), str(row.exam_id)) / f"{row.view}.dcm.json"
@@ -54,7 +56,7 @@ def _header(lake: Path, row: Any) -> Dataset:
 
 
 def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | None = None) -> pd.DataFrame:
-    """The reference frame (one row per exam, pipelines.monitoring.features columns).
+    """The reference frame (one row per exam, pipelines.features columns).
 
     Args:
         rows: the validation view rows (exam_id, view, study_date, laterality; manifest columns).
@@ -62,7 +64,7 @@ def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | 
         onnx_file: the registered model file (embeddings and scores).
         lake: where the de-identified headers are (default: the configured lake).
     """
-    from pipelines.training.aggregate import exam_score
+    from pipelines.scoring import exam_score
 
     lake = lake or get_settings().lake_dir
     embeddings, probs = Embedder(onnx_file).embed_and_score(images)
@@ -101,19 +103,25 @@ def load(model_name: str, version: str) -> pd.DataFrame:
         return pd.read_parquet(cache)
     import mlflow.artifacts
 
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
 
     run_id = mlflow_client().get_model_version(model_name, version).run_id
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/{ARTIFACT_FILE}",
-            dst_path=str(cache.parent / f".dl-{uuid.uuid4().hex[:8]}"))
-    except Exception as exc:
-        raise PermanentError(f"{model_name} version {version} has no monitoring reference "
-                             f"({ARTIFACT_DIR}/{ARTIFACT_FILE} in run {run_id}): run `radflow "
-                             f"monitor-reference --version {version}` to build it from its validation "
-                             "split") from exc
-    os.replace(local, cache)
+
+    def download(tmp: Path) -> None:
+        # MLflow names the file inside dst_path itself; a hidden folder beside the cache keeps
+        # the move to `tmp` a rename, and is deleted with whatever a failed download left
+        with tempfile.TemporaryDirectory(prefix=".dl-", dir=tmp.parent) as folder:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/{ARTIFACT_FILE}", dst_path=folder)
+            except Exception as exc:
+                raise PermanentError(f"{model_name} version {version} has no monitoring reference "
+                                     f"({ARTIFACT_DIR}/{ARTIFACT_FILE} in run {run_id}): run `radflow "
+                                     f"monitor-reference --version {version}` to build it from its "
+                                     "validation split") from exc
+            shutil.move(local, tmp)
+
+    write_file(cache, download)
     return pd.read_parquet(cache)
 
 
@@ -124,14 +132,10 @@ def build_for_version(model_name: str, version: str) -> dict[str, Any]:
     Raises:
         PermanentError: the published dataset is not the one the version was trained on.
     """
-    import tempfile
-
     import mlflow
-    from pipelines.datasets import frozen
-    from pipelines.registry.client import mlflow_client
-    from pipelines.serving.deploy import fetch_onnx
-    from pipelines.serving.integrity import registered_sha
-    from pipelines.training import data
+    from pipelines import frozen
+    from pipelines.modelfiles.integrity import fetch_onnx, registered_sha
+    from pipelines.tracking import mlflow_client
 
     client = mlflow_client()
     mv = client.get_model_version(model_name, version)
@@ -144,7 +148,7 @@ def build_for_version(model_name: str, version: str) -> dict[str, Any]:
     rows = rows[rows.label.notna()].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = fetch_onnx(str(mv.run_id), registered_sha(mv), Path(tmp))
-        frame = build(rows, data.to_split(rows).images, onnx_file)
+        frame = build(rows, frozen.images(rows), onnx_file)
         with mlflow.start_run(run_id=mv.run_id):
             log_to_run(frame, Path(tmp) / "reference")
     return {"model_name": model_name, "version": str(version), "exams": len(frame)}

@@ -23,10 +23,7 @@ import html
 import json
 import logging
 import math
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from pipelines.errors import PermanentError
 from pipelines.monitoring import plots
 from pipelines.monitoring.plots import NOT_RECORDED
 from pipelines.monitoring.records import Alert, DriftTest, IntegrityRow, NightStatus
+from pipelines.publish import publish_linked_dir, write_text
 
 log = logging.getLogger(__name__)
 
@@ -258,19 +256,6 @@ def summary(inputs: ReportInputs) -> dict[str, Any]:
             "night_exams": len(inputs.night), "reference_exams": len(inputs.reference)}
 
 
-def _swap_in(task_dir: Path, date: str, staged: Path) -> None:
-    """Point `<task_dir>/<date>` at `staged` with one rename, then drop older versions."""
-    live = task_dir / date
-    link = task_dir / f".{date}.link-{staged.name.rsplit('.', 1)[-1]}"
-    os.symlink(staged.name, link)
-    if live.is_dir() and not live.is_symlink():  # a plain folder, e.g. copied in by hand
-        live.rename(task_dir / f".{date}.legacy")
-    os.replace(link, live)
-    for old in task_dir.glob(f".{date}.*"):
-        if old.name != staged.name:
-            old.unlink() if old.is_symlink() or old.is_file() else shutil.rmtree(old, ignore_errors=True)
-
-
 def publish_index(task_dir: Path) -> Path:
     """(Re)write `<task_dir>/index.html` listing every published night, newest first."""
     found = []
@@ -291,12 +276,8 @@ def publish_index(task_dir: Path) -> Path:
                    [f"verdict-{n.get('verdict', '')}" for n in found])
     nights = "1 night" if len(found) == 1 else f"{len(found)} nights"
     body = f"<h1>Monitoring reports: {_e(task_dir.name)}</h1><p>{nights}, newest first.</p>{table}"
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=task_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(_doc(f"radflow monitoring {task_dir.name}", body))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, task_dir / "index.html")
-    return task_dir / "index.html"
+    # 0644: the index is served read-only
+    return write_text(task_dir / "index.html", _doc(f"radflow monitoring {task_dir.name}", body), mode=0o644)
 
 
 def write(inputs: ReportInputs, out_dir: Path) -> Path:
@@ -322,16 +303,10 @@ def write(inputs: ReportInputs, out_dir: Path) -> Path:
         raise PermanentError(f"operating point must be in [0, 1], got {inputs.operating_point!r}")
     task_dir = out_dir / inputs.task
     task_dir.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{inputs.study_date}.", dir=task_dir))
-    try:
+    with publish_linked_dir(task_dir / inputs.study_date) as staged:
         (staged / "index.html").write_text(page(inputs), encoding="utf-8")
         (staged / "summary.json").write_text(json.dumps(summary(inputs), indent=1, sort_keys=True) + "\n",
                                              encoding="utf-8")
-        staged.chmod(0o755)  # mkdtemp makes it private; the report is served read-only
-        _swap_in(task_dir, inputs.study_date, staged)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     publish_index(task_dir)
     log.info("monitoring report: %s %s published, verdict %s", inputs.task, inputs.study_date,
              verdict(inputs)[0])

@@ -19,12 +19,14 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
+from pipelines import features
 from pipelines.config import get_settings
 from pipelines.domain import IntegrityResult, MonitorResult
 from pipelines.errors import PermanentError
-from pipelines.monitoring import alerts, capture, drift, reference, store
-from pipelines.monitoring.notify import MonitoringNotice, drift_notice, send
+from pipelines.monitoring import alerts, drift, reference, store
+from pipelines.monitoring.notices import MonitoringNotice, drift_notice
 from pipelines.monitoring.records import Alert, DriftTest
+from pipelines.notify import send
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,12 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def _operating_point(model_name: str, version: str) -> float:
-    from pipelines.serving.deployment import find
+    from pipelines.deployments import find
 
     deployed = find("champion")
     if deployed is not None and deployed.model_name == model_name and deployed.model_version == version:
         return deployed.operating_point
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
 
     tags = mlflow_client().get_model_version(model_name, version).tags or {}
     if "operating_point" not in tags:
@@ -68,7 +70,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorRes
     date = dt.date.fromisoformat(study_date).isoformat()
     model_name, version, _ = store.screened_by(task, date)
     ref = reference.load(model_name, version)
-    night = capture.read_night(task, date, version)
+    night = features.read_night(task, date, version)
     op = _operating_point(model_name, version)
     expected = float((ref.score >= op).mean()) if len(ref) else 0.0
     qc_night, qc_baseline = store.qc_night_and_baseline(date, s.drift_qc_history_nights)

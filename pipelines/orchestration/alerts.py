@@ -60,7 +60,7 @@ def deliver(notice: OpsNotice) -> dict[str, Any]:
     s = get_settings()
     sent: dict[str, Any] = {"id": notice.id, "webhook": False, "emailed": 0}
     if s.notify_webhook_url is not None:
-        from pipelines.screening.notify import send_webhook
+        from pipelines.notify import send_webhook
 
         try:
             send_webhook(s.notify_webhook_url.get_secret_value(), notice, s.notify_webhook_timeout_s)
@@ -69,7 +69,7 @@ def deliver(notice: OpsNotice) -> dict[str, Any]:
             log.error("alert %s not delivered to the webhook: %s", notice.id, exc)
     to = [a.strip() for a in s.notify_email_to.split(",") if a.strip()]
     if to:
-        from pipelines.orchestration.notify import send_email
+        from pipelines.orchestration.mail import send_email
 
         try:
             send_email(notice, to, s.notify_smtp_conn_id)

@@ -104,8 +104,8 @@ def retrain_if_alerted(monitor: dict[str, Any]) -> dict[str, Any]:
         raise AirflowSkipException(f"no sustained drift on {monitor.get('date')}: "
                                    f"{monitor.get('alert_reason', '')}")
     from pipelines.config import get_settings
-    from pipelines.monitoring.notify import drift_notice
-    from pipelines.orchestration.notify import send_email
+    from pipelines.monitoring.notices import drift_notice
+    from pipelines.orchestration.mail import send_email
 
     s = get_settings()
     to = [a.strip() for a in s.notify_email_to.split(",") if a.strip()]

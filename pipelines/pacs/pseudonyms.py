@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from pipelines.db import pseudonyms
-from pipelines.errors import InvalidStudy
+from pipelines.db import insert_if_absent, pseudonyms
+from pipelines.errors import InvalidStudy, TransientError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -38,20 +38,13 @@ def pseudonym_for(conn: Connection, kind: str, original: str) -> str:
     if existing is not None:
         return existing
     candidate = f"{PREFIXES.get(kind, kind[:2])}-{secrets.token_hex(8)}"
-    _insert_if_absent(conn, kind, original, candidate)
+    # a concurrent ingest may store its own candidate first: then both read the winner's
+    insert_if_absent(conn, pseudonyms, {"kind": kind, "original": original, "pseudonym": candidate},
+                     ["kind", "original"])
     found = lookup(conn, kind, original)
-    if found is None:  # only if the row vanished between insert and select
-        raise RuntimeError(f"pseudonym of a {kind} could not be stored")
+    if found is None:  # only if the row vanished between insert and select: a retry recreates it
+        raise TransientError(f"pseudonym of a {kind} could not be stored")
     return found
-
-
-def _insert_if_absent(conn: Connection, kind: str, original: str, candidate: str) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(pseudonyms).values(kind=kind, original=original, pseudonym=candidate)
-    conn.execute(stmt.on_conflict_do_nothing(index_elements=["kind", "original"]))
 
 
 def lookup(conn: Connection, kind: str, original: str) -> str | None:

@@ -21,10 +21,11 @@ from pipelines import db
 from pipelines.config import get_settings
 from pipelines.domain import PromotionResult
 from pipelines.errors import PermanentError, PromotionRefused, RegistryError
-from pipelines.registry import audit, gate, report, scoring
+from pipelines.registry import audit, gate, report
+from pipelines.registry import compare as scoring
 from pipelines.registry.approval import Identity, Via, identify
-from pipelines.registry.client import mlflow_client, require_version, version_by_alias
 from pipelines.registry.policy import PromotionPolicy, load_policy
+from pipelines.tracking import mlflow_client, require_version, version_by_alias
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

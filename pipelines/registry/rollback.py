@@ -18,9 +18,9 @@ from pipelines.domain import RollbackResult
 from pipelines.errors import RegistryError
 from pipelines.registry import audit
 from pipelines.registry.approval import Via, identify
-from pipelines.registry.client import mlflow_client, require_version
 from pipelines.registry.policy import load_policy
 from pipelines.registry.promote import CHAMPION, Attempt, get_version, refuse_login, required_text
+from pipelines.tracking import mlflow_client, require_version
 
 log = logging.getLogger(__name__)
 

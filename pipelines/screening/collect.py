@@ -21,10 +21,10 @@ from pipelines.deid import burned_in_annotation, without_pixel_data
 from pipelines.domain import QcFlag, Quarantined, ViewQc
 from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.imaging import preprocess
-from pipelines.ingest import exams
-from pipelines.ingest.policy import RADFLOW_MANUFACTURER
+from pipelines.pacs import studies
+from pipelines.pacs.policy import RADFLOW_MANUFACTURER, ExamPolicy, select
 from pipelines.pacs.pseudonyms import pseudonym_for
-from pipelines.screening.tasks import ScreeningTask
+from pipelines.tasks import ScreeningTask
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -70,7 +70,7 @@ def pick(datasets: list[Dataset], task: ScreeningTask, label: str) -> dict[str, 
         InvalidStudy: a view is missing or the study holds no image of the task's modality.
     """
     if task.preprocessing == "mammogram":
-        return exams.pick_views(datasets, label)[0]
+        return select(datasets, label, ExamPolicy.from_settings()).views
     found: dict[str, Dataset] = {}
     for ds in sorted(datasets, key=lambda d: int(d.get("InstanceNumber", 0) or 0)):
         if str(ds.get("Modality", "")) != task.modality or ds.get("Manufacturer") == RADFLOW_MANUFACTURER:
@@ -114,12 +114,12 @@ def collect(client: OrthancClient, task: ScreeningTask, study_date: str, height:
             workers: int, decode_timeout_s: float) -> tuple[list[PreparedExam], list[Quarantined]]:
     """Every screenable exam of `study_date` (YYYY-MM-DD) for `task`, and the quarantined ones."""
     prepared, held = [], []
-    studies = client.find_studies(study_date.replace("-", ""), task.modality)
+    found = client.find_studies(study_date.replace("-", ""), task.modality)
     started = time.monotonic()
-    for n, study_id in enumerate(studies, start=1):
+    for n, study_id in enumerate(found, start=1):
         label = f"orthanc:{study_id[:8]}"
         try:
-            datasets = exams.download(client, study_id, workers)
+            datasets = studies.download(client, study_id, workers)
             views = pick(datasets, task, label)
             ready = {}
             for view, ds in views.items():
@@ -137,8 +137,8 @@ def collect(client: OrthancClient, task: ScreeningTask, study_date: str, height:
         with db.get_engine().begin() as conn:
             exam_id = pseudonym_for(conn, "study", str(next(iter(views.values())).StudyInstanceUID))
         prepared.append(PreparedExam(exam_id, study_id, ready))
-        if n % 50 == 0 or n == len(studies):
+        if n % 50 == 0 or n == len(found):
             rate = n / max(time.monotonic() - started, 1e-9)
             log.info("collect %s %s: %d/%d studies (%.1f/s), %d quarantined", task.name, study_date,
-                     n, len(studies), rate, len(held))
+                     n, len(found), rate, len(held))
     return prepared, held

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.config import get_settings
+from pipelines.deployments import Deployment
 from pipelines.screening.collect import PreparedExam
 from pipelines.screening.results import ExamRow
-from pipelines.screening.tasks import ScreeningTask
-from pipelines.serving.deployment import Deployment
+from pipelines.tasks import ScreeningTask
 
 if TYPE_CHECKING:
     from pipelines.pacs.client import OrthancClient

@@ -26,14 +26,14 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipelines.config import get_settings
+from pipelines.deployments import Deployment, current_deployment, find
 from pipelines.domain import ScreenResult
-from pipelines.monitoring import capture
 from pipelines.pacs.client import OrthancClient
-from pipelines.screening import collect, publish, results, scoring, shadow
-from pipelines.screening.notify import announce
-from pipelines.screening.tasks import ScreeningTask, get_task
-from pipelines.serving.deployment import Deployment, current_deployment, find
-from pipelines.serving.triton_client import TritonClient
+from pipelines.screening import capture, collect, publish, results, shadow
+from pipelines.screening import suspicion as scoring
+from pipelines.screening.notice import announce
+from pipelines.tasks import ScreeningTask, get_task
+from pipelines.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
 

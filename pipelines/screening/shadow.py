@@ -12,13 +12,13 @@ import logging
 import numpy as np
 
 from pipelines import db
+from pipelines.deployments import Deployment, find
 from pipelines.domain import ShadowAgreement
 from pipelines.errors import RadflowError
-from pipelines.screening import scoring
+from pipelines.screening import suspicion as scoring
 from pipelines.screening.results import ExamRow
-from pipelines.screening.tasks import ScreeningTask
-from pipelines.serving.deployment import Deployment, find
-from pipelines.serving.triton_client import TritonClient
+from pipelines.tasks import ScreeningTask
+from pipelines.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ import numpy as np
 
 from pipelines.domain import QcFlag
 from pipelines.errors import PermanentError
+from pipelines.publish import publish_linked_dir, write_text
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -318,19 +317,6 @@ def _write_night(folder: Path, night: Night, rows: list[WorklistEntry]) -> None:
         encoding="utf-8")
 
 
-def _swap_in(task_dir: Path, date: str, staged: Path) -> None:
-    """Point `<task_dir>/<date>` at `staged` with one rename, then drop older versions."""
-    live = task_dir / date
-    link = task_dir / f".{date}.link-{staged.name.rsplit('.', 1)[-1]}"
-    os.symlink(staged.name, link)
-    if live.is_dir() and not live.is_symlink():  # a folder written by an older radflow
-        live.rename(task_dir / f".{date}.legacy")
-    os.replace(link, live)
-    for old in task_dir.glob(f".{date}.*"):
-        if old.name != staged.name:
-            old.unlink() if old.is_symlink() or old.is_file() else shutil.rmtree(old, ignore_errors=True)
-
-
 def publish_night(folder: Path, night: Night, entries: list[WorklistEntry]) -> NightFiles:
     """Write one night's page, images and exports; a rerun replaces the night atomically.
 
@@ -348,17 +334,9 @@ def publish_night(folder: Path, night: Night, entries: list[WorklistEntry]) -> N
     """
     _check(night, entries)
     rows = ordered(entries)
-    task_dir = folder / night.task
-    task_dir.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{night.study_date}.", dir=task_dir))
-    try:
+    live = folder / night.task / night.study_date
+    with publish_linked_dir(live) as staged:
         _write_night(staged, night, rows)
-        staged.chmod(0o755)  # mkdtemp makes it private; the page is served read-only
-        _swap_in(task_dir, night.study_date, staged)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    live = task_dir / night.study_date
     log.info("worklist: %s %s published, %d exams, %d flagged", night.task, night.study_date,
              len(rows), sum(e.flagged for e in rows))
     return NightFiles(live, live / "index.html", live / "worklist.csv", live / "worklist.json")
@@ -387,10 +365,4 @@ def publish_index(folder: Path) -> Path:
     """(Re)write `<folder>/index.html` listing every published night, newest first."""
     folder.mkdir(parents=True, exist_ok=True)
     listed = nights(folder)
-    path = folder / "index.html"
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(index_page(listed))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_text(folder / "index.html", index_page(listed), mode=0o644)  # served read-only

@@ -29,7 +29,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from pipelines.errors import PermanentError
-from pipelines.ingest.policy import RADFLOW_MANUFACTURER  # ingest skips objects by it
+from pipelines.pacs.policy import RADFLOW_MANUFACTURER  # ingest skips objects by it
 
 if TYPE_CHECKING:
     import numpy as np

@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
 import uuid
 from pathlib import Path
 
-from pipelines import db
+from pipelines import approvals, db
 from pipelines.config import get_settings
-from pipelines.domain import DeployResult, UndeployResult
-from pipelines.errors import DeploymentFailed, PermanentError, UnapprovedChampion
-from pipelines.registry import approval
-from pipelines.registry.client import mlflow_client, model_uri
-from pipelines.screening.tasks import ScreeningTask, get_task
-from pipelines.serving import integrity, repository
-from pipelines.serving.deployment import (
+from pipelines.deployments import (
     DEFAULT_NAMES,
     Deployment,
     check_slot,
@@ -36,10 +29,16 @@ from pipelines.serving.deployment import (
     remove,
     triton_name,
 )
-from pipelines.serving.onnx_export import ONNX_ARTIFACT_DIR
+from pipelines.domain import DeployResult, UndeployResult
+from pipelines.errors import DeploymentFailed, PermanentError, UnapprovedChampion
+from pipelines.modelfiles import integrity
+from pipelines.publish import publish_dir
+from pipelines.scoring import SUSPICION_TAG
+from pipelines.serving import repository
 from pipelines.serving.switch import switch
-from pipelines.serving.triton_client import TritonClient
-from pipelines.training.aggregate import SUSPICION_TAG
+from pipelines.tasks import ScreeningTask, get_task
+from pipelines.tracking import mlflow_client, model_uri
+from pipelines.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
 REVIEWED = repository.REVIEWED
@@ -53,33 +52,12 @@ def write_version(repo: Path, triton_model: str, version: int, onnx_file: Path) 
     if not (model_dir / "config.pbtxt").exists():
         config = repository.classifier(triton_model, get_settings().triton_profile)
         repository.write_config(model_dir, repository.render(config))
-    staging = model_dir / f".staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    shutil.copy2(onnx_file, staging / "model.onnx")
-    shutil.copy2(REVIEWED / get_settings().triton_model / "model.py", staging / "model.py")
     final = model_dir / str(version)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    # staged as <model>/.staging-<token>: Triton loads numeric version folders only
+    with publish_dir(final) as staging:
+        shutil.copy2(onnx_file, staging / "model.onnx")
+        shutil.copy2(REVIEWED / get_settings().triton_model / "model.py", staging / "model.py")
     return final
-
-
-def fetch_onnx(run_id: str, expected_sha: str, dest: Path) -> Path:
-    """Download the version's ONNX file from MLflow and check it is the registered one.
-
-    Raises:
-        DeploymentFailed: the file is missing; ModelIntegrityError: its SHA-256 differs.
-    """
-    import mlflow.artifacts
-
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=f"{ONNX_ARTIFACT_DIR}/model.onnx", dst_path=str(dest)))
-    except Exception as exc:
-        raise DeploymentFailed(f"run {run_id} has no {ONNX_ARTIFACT_DIR}/model.onnx: {exc}") from exc
-    integrity.verify(local, f"run {run_id}", "download", expected_sha)
-    return local
 
 
 def _result(dep: Deployment, smoke: float, action: str) -> DeployResult:
@@ -99,7 +77,7 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
     client = mlflow_client()
     mv = integrity.resolve(client, uri)
     if slot_ == "champion":
-        approval.require_approved(mv.name, str(mv.version))
+        approvals.require_approved(mv.name, str(mv.version))
     expected, version = integrity.registered_sha(mv), int(mv.version)
     model = triton_name(slot_, spec.triton_model)
     current = find(slot_, spec.triton_model)
@@ -107,7 +85,8 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
     if not (folder / "model.onnx").exists() or integrity.sha256(folder / "model.onnx") != expected:
         work = s.state / "serving" / "downloads" / f"{model}-{version}-{uuid.uuid4().hex[:6]}"
         try:
-            write_version(s.triton_repository, model, version, fetch_onnx(str(mv.run_id), expected, work))
+            onnx_file = integrity.fetch_onnx(str(mv.run_id), expected, work)
+            write_version(s.triton_repository, model, version, onnx_file)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     # the version serving now is loaded beside the new one; after the switch it is the
@@ -152,7 +131,7 @@ def rollback(slot: str = "champion", task: str = "mammo") -> DeployResult:
     prev = current.previous_version
     if slot_ == "champion":
         with db.get_engine().connect() as conn:
-            ever = approval.approved_versions(conn, current.model_name)
+            ever = approvals.approved_versions(conn, current.model_name)
         if str(prev) not in ever:
             raise UnapprovedChampion(f"{current.model_name} version {prev} was never made champion "
                                      "by an audited promotion or rollback: not serving it again")

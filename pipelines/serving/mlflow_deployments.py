@@ -25,9 +25,9 @@ import numpy as np
 from mlflow.deployments import BaseDeploymentClient, PredictionsResponse
 from mlflow.exceptions import MlflowException
 
+from pipelines.deployments import Deployment, all_deployments, by_name, check_slot, find
 from pipelines.errors import RadflowError
 from pipelines.serving import deploy
-from pipelines.serving.deployment import Deployment, all_deployments, by_name, check_slot, find
 
 T = TypeVar("T")
 FLAVOR = "onnx"
@@ -92,7 +92,7 @@ class TritonDeploymentClient(BaseDeploymentClient):
     def create_deployment(self, name: str, model_uri: str, flavor: str | None = None,
                           config: dict[str, str] | None = None,
                           endpoint: str | None = None) -> dict[str, Any]:
-        from pipelines.screening.tasks import get_task
+        from pipelines.tasks import get_task
 
         slot = _radflow(check_slot, (config or {}).get("slot", "champion"))
         task = _radflow(get_task, (config or {}).get("task", "mammo"))
@@ -131,7 +131,7 @@ class TritonDeploymentClient(BaseDeploymentClient):
     def predict(self, deployment_name: str | None = None, inputs: Any = None,
                 endpoint: str | None = None) -> PredictionsResponse:
         from pipelines.config import get_settings
-        from pipelines.serving.triton_client import TritonClient
+        from pipelines.triton_client import TritonClient
 
         dep = _require(deployment_name or "")
         images = _images(inputs)

@@ -20,14 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pipelines.config import PROJECT_DIR
+from pipelines.layout import TRITON_TEMPLATES
+from pipelines.publish import write_text
 
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2 as pb
 
 Profile = Literal["cpu", "gpu"]
 PROFILES: tuple[Profile, ...] = ("cpu", "gpu")
-REVIEWED = PROJECT_DIR / "serving" / "triton_repo"
+REVIEWED = TRITON_TEMPLATES
 PREPROCESSING = "mammo_preprocessing"
 MAX_BATCH = 32
 QUEUE_DELAY_US = 500  # measured best of 500-5000 on 2 cores (benchmarks/serving.py)
@@ -163,10 +164,7 @@ def parse(text: str) -> pb.ModelConfig:
 
 def write_config(folder: Path, text: str) -> None:
     """Replace folder/config.pbtxt in one rename (Triton never reads half a file)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".config.pbtxt.tmp"
-    tmp.write_text(text)
-    tmp.replace(folder / "config.pbtxt")
+    write_text(folder / "config.pbtxt", text)
 
 
 def write_static(repo: Path, classifier_name: str, profile: Profile, height: int, width: int) -> None:

@@ -16,9 +16,10 @@ import numpy as np
 
 from pipelines.config import get_settings
 from pipelines.errors import DeploymentFailed
-from pipelines.serving import integrity, repository
-from pipelines.serving.onnx_export import OUTPUTS
-from pipelines.serving.triton_client import TritonClient
+from pipelines.modelfiles import integrity
+from pipelines.modelfiles.onnx import OUTPUTS
+from pipelines.serving import repository
+from pipelines.triton_client import TritonClient
 
 SMOKE_TOLERANCE = 1e-4
 READY_TIMEOUT_S = 120

@@ -92,7 +92,7 @@ def command(s: RadflowSettings) -> tuple[list[str], dict[str, str]]:
 @contextlib.contextmanager
 def admin_client(s: RadflowSettings) -> Iterator[Any]:
     """MLflow's user-management client, logged in as the admin while the block runs."""
-    from pipelines.registry.client import credentials, quiet_mlflow
+    from pipelines.tracking import credentials, quiet_mlflow
 
     quiet_mlflow()
     from mlflow.server.auth.client import AuthServiceClient

@@ -94,9 +94,9 @@ def models_to_load(settings: RadflowSettings) -> list[str]:
     """What Triton loads at start: every recorded deployment whose file still has its
     registered SHA-256 (and the ensemble over a mammography champion). A file that does
     not match is left unloaded and logged; screening then fails naming the model."""
+    from pipelines.deployments import all_deployments
+    from pipelines.modelfiles.onnx import sha256
     from pipelines.serving import repository
-    from pipelines.serving.deployment import all_deployments
-    from pipelines.serving.onnx_export import sha256
 
     names = []
     for dep in all_deployments():

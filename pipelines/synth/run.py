@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.config import get_settings
 from pipelines.domain import SynthResult
+from pipelines.publish import write_file
 from pipelines.synth.generate import SynthExam, check_site, iter_exams, normalize_date
 from pipelines.synth.prefetch import prefetched
 from pipelines.synth.push import OrthancStoreClient
@@ -163,24 +163,19 @@ def truth_row(exam: SynthExam) -> dict[str, object]:
 
 def write_truth(path: Path, rows: list[dict[str, object]]) -> None:
     """Write the truth CSV to a staging file and publish it with one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with staging.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(TRUTH_COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-    staging.replace(path)
+    def write(staging: Path) -> None:
+        with staging.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(TRUTH_COLUMNS))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_file(path, write)
 
 
 def write_instance(out_dir: Path, exam_index: int, name: str, dataset: Dataset) -> Path:
     """Save one instance as `<out_dir>/<exam_index:05d>/<name>.dcm` (staged, then renamed)."""
-    folder = Path(out_dir) / f"{exam_index:05d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.dcm"
-    staging = folder / f".{name}.dcm.{os.getpid()}.tmp"
-    dataset.save_as(staging, enforce_file_format=True)
-    staging.replace(path)
-    return path
+    path = Path(out_dir) / f"{exam_index:05d}" / f"{name}.dcm"
+    return write_file(path, lambda staging: dataset.save_as(staging, enforce_file_format=True))
 
 
 class ProgressMeter:

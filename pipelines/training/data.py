@@ -27,7 +27,7 @@ class Split:
         return len(set(self.exam_ids.tolist()))
 
     def rows(self) -> pd.DataFrame:
-        """The view rows `pipelines.training.aggregate` needs (exam_id, laterality, label)."""
+        """The view rows `pipelines.scoring` needs (exam_id, laterality, label)."""
         return pd.DataFrame({"exam_id": self.exam_ids, "laterality": self.laterality,
                              "label": self.labels})
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.training.aggregate import exam_table
+from pipelines.params import TrainParams
+from pipelines.scoring import exam_table
 from pipelines.training.data import Split
 from pipelines.training.model import LAYER_GROUPS, ViewClassifier
-from pipelines.training.params import TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def predict(model: ViewClassifier, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The view probabilities [N] of a model being trained (put in eval mode first)."""
-    from pipelines.evaluation.inference import view_scores
+    from pipelines.modelfiles.inference import view_scores
 
     return view_scores(model.eval(), images, batch_size)
 

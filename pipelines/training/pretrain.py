@@ -17,56 +17,31 @@ import pandas as pd
 
 from pipelines.config import get_settings
 from pipelines.domain import TrainResult
-from pipelines.imaging.preprocess import preprocess
-from pipelines.registry.client import mlflow_client
+from pipelines.params import load_params
+from pipelines.tracking import mlflow_client
 from pipelines.training import data, fit
-from pipelines.training.params import load_params
 
 log = logging.getLogger(__name__)
 BASE_ALIAS = "base"
-PUBLIC_DATE = "2025-06-02"
 
 
-def synthetic_views(exams: int, site: str, seed: int, *, positive_rate: float = 0.5,
-                    study_date: str = PUBLIC_DATE) -> tuple[pd.DataFrame, np.ndarray]:
-    """View rows and model inputs [N, 1, H, W] of `exams` synthetic exams (one patient each).
-
-    A view is positive when its breast holds the suspicious mass (the synth truth).
-    """
-    from pipelines.synth.generate import iter_exams
-
-    s = get_settings()
-    rows, images, started = [], [], time.monotonic()
-    for n, exam in enumerate(iter_exams(exams, study_date, site, seed,
-                                        positive_rate=positive_rate), 1):
-        plan = exam.plan
-        for instance in exam.instances:
-            if instance.name == "report":
-                continue
-            side, position = instance.name.split("-")
-            images.append(preprocess(instance.dataset, side, s.image_height, s.image_width))
-            rows.append({"exam_id": f"{site}-{seed}-{plan.index:05d}",
-                         "patient_id": f"{site}-{seed}-{plan.index:05d}", "view": instance.name,
-                         "laterality": side, "view_position": position,
-                         "label": int(plan.lesion_side == side),
-                         "manufacturer": exam.profile.manufacturer,
-                         "density": plan.patient.density.upper()})
-        if n % 50 == 0 or n == exams:
-            log.info("pretrain: %d/%d synthetic exams prepared (%.1f exams/s)", n, exams,
-                     n / max(time.monotonic() - started, 1e-6))
-    return pd.DataFrame(rows), np.stack(images)[:, None].astype(np.float32)
-
-
-def run(exams: int = 600, site: str = "general", seed: int = 7,
+def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
         epochs: int | None = None) -> TrainResult:
-    """Train the base model on `exams` synthetic exams of `site` and register it."""
+    """Train the base model on a public site's labelled views and register it.
+
+    Args:
+        frame: one row per view (exam_id, patient_id, view, laterality, label, manufacturer,
+            density), e.g. `pipelines.synth.views.synthetic_views`.
+        images: their model inputs [N, 1, H, W] float32, in the same order.
+        site: the site's name (a tag); seed: splits and initialisation.
+    """
     import mlflow
     from pipelines.training.run import register
 
     s = get_settings()
     params = load_params(epochs=epochs or s.train_epochs, seed=seed)
-    frame, images = synthetic_views(exams, site, seed)
-    frame["row"] = np.arange(len(frame))
+    exams = int(frame.exam_id.nunique())
+    frame = frame.assign(row=np.arange(len(frame)))
     parts = data.split_patients(frame, params.val_fraction, params.test_fraction, seed)
     rows = {k: v.reset_index(drop=True) for k, v in parts.items()}
     splits = {k: data.to_split(v, images[v.row.to_numpy()]) for k, v in rows.items()}

@@ -1,6 +1,10 @@
 """`radflow train`: fit the view classifier on the frozen dataset, from scratch or
 fine-tuning a base model, evaluate it by exam on held-out patients, log the run with its
-lineage to MLflow and register it as `challenger`."""
+lineage to MLflow and register it as `challenger`.
+
+The version's monitoring reference is monitoring's to build (pipelines/monitoring/reference.py),
+called after this by the retraining DAG and by `radflow train`.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines import db
+from pipelines import db, frozen, tracking
 from pipelines.config import get_settings
-from pipelines.datasets import frozen
 from pipelines.domain import TrainResult
 from pipelines.errors import NoTrainingData
-from pipelines.monitoring import reference
-from pipelines.registry import lineage
-from pipelines.registry.client import mlflow_client
-from pipelines.serving.onnx_export import INPUT, ONNX_ARTIFACT_DIR, OUTPUTS
+from pipelines.modelfiles.onnx import INPUT, ONNX_ARTIFACT_DIR, OUTPUTS
+from pipelines.params import TrainParams, load_params
+from pipelines.scoring import SUSPICION_TAG, suspicion_cuts
+from pipelines.tracking import mlflow_client
 from pipelines.training import data, fit, weights
-from pipelines.training.aggregate import SUSPICION_TAG, suspicion_cuts
-from pipelines.training.params import TrainParams, load_params
 
 log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
@@ -33,7 +34,7 @@ CHALLENGER = "challenger"
 
 def _export_onnx(model: Any, example: np.ndarray, folder: Path) -> tuple[Path, str]:
     """The serving file, exported and parity-checked before the model is registered."""
-    from pipelines.serving.onnx_export import export, sha256
+    from pipelines.modelfiles.onnx import export, sha256
 
     path = folder / "model.onnx"
     diff = export(model, example, path)
@@ -73,12 +74,12 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     import torch
 
     import mlflow
-    from pipelines.evaluation import log_evaluation
+    from pipelines.metrics import log_evaluation
 
     s = get_settings()
     client = mlflow_client()
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
-    mlflow.set_tags({"git_sha": lineage.git_sha(), "data_contracts": lineage.contract_versions(),
+    mlflow.set_tags({"git_sha": tracking.git_sha(), "data_contracts": tracking.contract_versions(),
                      **tags})
     mlflow.log_params({**params.model_dump(), "image_height": s.image_height,
                        "image_width": s.image_width, "views": sum(len(p) for p in rows.values())})
@@ -97,8 +98,6 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     example = test.images[:2]
     onnx_file, onnx_sha = _export_onnx(model, example, folder)
     mlflow.log_artifact(str(onnx_file), artifact_path=ONNX_ARTIFACT_DIR)
-    # what monitoring compares each night with: the validation exams, seen by this model file
-    reference.log_to_run(reference.build(rows["val"], splits["val"].images, onnx_file), folder / "monitoring")
     info = mlflow.pytorch.log_model(
         model, name="model", registered_model_name=registered_model, input_example=example,
         signature=signature(model, example),

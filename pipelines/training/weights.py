@@ -69,7 +69,7 @@ def _download(uri: str, folder: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     import mlflow
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
 
     match = _MODEL_URI.match(uri)
     if match is None and not uri.startswith("runs:/"):

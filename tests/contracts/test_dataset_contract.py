@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from pipelines.contracts.checkpoint import check
+from pipelines.contracts.enforce import enforce
+from pipelines.contracts.suites import CONTRACTS_DIR, load_contract
 from pipelines.errors import DataContractViolation
-from pipelines.validation.checkpoint import check
-from pipelines.validation.contracts import CONTRACTS_DIR, load_contract
-from pipelines.validation.run import enforce
 from tests.contracts.test_manifest_contract import good_manifest
 
 MANIFEST_V2 = load_contract(CONTRACTS_DIR / "mammo_manifest.v2.json")

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from pipelines import db
+from pipelines.contracts.checkpoint import check
+from pipelines.contracts.enforce import validate_frame
+from pipelines.contracts.suites import CONTRACTS_DIR, Contract, latest, load_contract, load_suite
 from pipelines.domain import SCREENING_VIEWS
-from pipelines.validation.checkpoint import check
-from pipelines.validation.contracts import CONTRACTS_DIR, Contract, latest, load_contract, load_suite
-from pipelines.validation.run import validate_frame
 
 MANIFEST = CONTRACTS_DIR / "mammo_manifest.v1.json"
 MANIFEST_V3 = CONTRACTS_DIR / "mammo_manifest.v3.json"

@@ -22,7 +22,7 @@ def register_versions(stack: Stack, name: str, sizes: list[tuple[int, int]], fol
     import torch
 
     import mlflow
-    from pipelines.serving.onnx_export import export, sha256
+    from pipelines.modelfiles.onnx import export, sha256
     from pipelines.training.model import ViewClassifier
 
     mlflow.set_tracking_uri(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")

@@ -147,7 +147,7 @@ def running_stack(state: Path, db_url: str, services: tuple[str, ...] = WITHOUT_
                   env: dict[str, str] | None = None) -> Iterator[Stack]:
     """`radflow stack up --only <services>` (extra settings in `env`), `down` afterwards.
     While it runs, this test process's own MLflow calls log in as the stack's MLflow admin."""
-    from pipelines.registry.client import credentials
+    from pipelines.tracking import credentials
 
     stack = Stack(env={**stack_env(state, db_url), **(env or {})}, state=state, db_url=db_url)
     try:

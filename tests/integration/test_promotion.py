@@ -93,7 +93,7 @@ def register_answer_key() -> str:
     """Version 2: the test split's view labels, looked up by nearest stored image."""
     import torch
 
-    from pipelines.datasets.evaluate import load_split
+    from pipelines.frozen import load_split
 
     rows, images, _ = load_split("mammo", "test")
     labelled = rows.label.notna().to_numpy()
@@ -118,7 +118,7 @@ def register_blind_model() -> str:
     """Version 3: the training architecture whose output layer ignores the image."""
     import torch
 
-    from pipelines.datasets.evaluate import load_split
+    from pipelines.frozen import load_split
     from pipelines.training.model import ViewClassifier
     from pipelines.training.run import signature
 
@@ -136,7 +136,7 @@ def log_model(model: Any, example: np.ndarray, operating_point: float, signature
     import torch
 
     import mlflow
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
 
     client = mlflow_client()
     mlflow.set_experiment("mammo-screening")

@@ -136,7 +136,7 @@ def test_a_registered_hash_that_does_not_match_the_artifact_is_refused(
     try:
         refused = stack.radflow("deploy", "--model-uri", f"models:/{MODEL}/3", ok=False)
     finally:
-        from pipelines.serving.onnx_export import sha256
+        from pipelines.modelfiles.onnx import sha256
 
         client.set_model_version_tag(MODEL, "3", "onnx_sha256", sha256(versions[3]))
     assert refused["type"] == "ModelIntegrityError" and "SHA-256" in refused["error"]

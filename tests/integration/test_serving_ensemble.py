@@ -45,8 +45,8 @@ def onnx_file(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     v1 beside the preprocessing model and the ensemble, all three loaded."""
     import torch
 
+    from pipelines.modelfiles.onnx import export
     from pipelines.serving.deploy import write_version
-    from pipelines.serving.onnx_export import export
     from pipelines.training.model import ViewClassifier
 
     torch.manual_seed(5)

@@ -17,6 +17,7 @@ import pytest
 from pipelines import config
 from pipelines.imaging.preprocess import preprocess
 from pipelines.ingest import exams
+from pipelines.pacs import studies
 from pipelines.pacs.client import OrthancClient
 from pipelines.screening.writeback import ExamFinding, ViewFinding, write_back
 from tests.integration.stack import Stack
@@ -97,7 +98,7 @@ def test_rerun_replaces_and_references_resolve(stack: Stack, pushed: dict[str, A
     target, other = studies
     before_target, before_other = _fingerprint(client, target), _fingerprint(client, other)
     assert len(before_target) == 5  # 4 views + the synthetic report SR
-    datasets = exams.download(client, target, workers=2)
+    datasets = studies.download(client, target, workers=2)
 
     first = write_back(client, _finding(datasets, "1"))
     assert (first.instances_stored, first.replaced) == (5, 0)
@@ -152,8 +153,8 @@ def test_ingest_download_still_picks_the_originals(pushed: dict[str, Any],
                                                    client: OrthancClient) -> None:
     """With radflow's objects in the study, the exam still assembles from its own views."""
     target = client.find_studies(DATE.replace("-", ""))[0]
-    write_back(client, _finding(exams.download(client, target, workers=2), "2", shift=0.05))
-    datasets = exams.download(client, target, workers=2)
+    write_back(client, _finding(studies.download(client, target, workers=2), "2", shift=0.05))
+    datasets = studies.download(client, target, workers=2)
     assert any(str(ds.get("Manufacturer", "")) == "radflow" for ds in datasets)
     views, _ = exams.pick_views(datasets, "it")
     assert {str(ds.get("Manufacturer", "")) for ds in views.values()} != {"radflow"}

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import torch
 
+from pipelines.params import TrainParams
 from pipelines.training.data import Split
 from pipelines.training.fit import fit
-from pipelines.training.params import TrainParams
 
 if __name__ == "__main__":
     rng = np.random.default_rng(0)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import db
+from pipelines import approvals, db
 from pipelines.errors import PermanentError, UnapprovedChampion
 from pipelines.registry import approval, audit
-from pipelines.registry.client import CREDENTIALS
 from pipelines.registry.policy import Approver, BootstrapPolicy, PromotionPolicy, load_policy
+from pipelines.tracking import CREDENTIALS
 
 POLICY = PromotionPolicy(
     auc_margin=0.02, sensitivity_margin=0.05, subgroup_margin=0.05, subgroup_min_exams=20,
@@ -76,14 +76,14 @@ def _row(conn, version: str, outcome: str, action: str = audit.PROMOTE) -> None:
 
 def test_the_approved_champion_is_the_newest_promoted_or_rolled_back_version() -> None:
     with db.get_engine().begin() as conn:
-        assert approval.approved_champion(conn, "m") is None
+        assert approvals.approved_champion(conn, "m") is None
         _row(conn, "1", audit.PROMOTED)
         _row(conn, "2", audit.PROMOTED)
         _row(conn, "3", audit.REFUSED)
-        assert approval.approved_champion(conn, "m")["version"] == "2"  # type: ignore[index]
+        assert approvals.approved_champion(conn, "m")["version"] == "2"  # type: ignore[index]
         _row(conn, "1", audit.ROLLED_BACK, audit.ROLLBACK)
-        assert approval.approved_champion(conn, "m")["version"] == "1"  # type: ignore[index]
-        assert approval.approved_versions(conn, "m") == {"1", "2"}
+        assert approvals.approved_champion(conn, "m")["version"] == "1"  # type: ignore[index]
+        assert approvals.approved_versions(conn, "m") == {"1", "2"}
         stored = conn.execute(db.promotions.select()).mappings().first()
     assert (stored["approver"], stored["approver_name"], stored["approved_via"]) == (
         "ada", "Dr. Ada Reviewer", "airflow")
@@ -91,10 +91,10 @@ def test_the_approved_champion_is_the_newest_promoted_or_rolled_back_version() -
 
 def test_a_version_no_audited_promotion_made_champion_is_refused_by_name() -> None:
     with pytest.raises(UnapprovedChampion, match="no version was ever promoted"):
-        approval.require_approved("m", "1")
+        approvals.require_approved("m", "1")
     with db.get_engine().begin() as conn:
         _row(conn, "1", audit.PROMOTED)
-    approval.require_approved("m", "1")
+    approvals.require_approved("m", "1")
     with pytest.raises(UnapprovedChampion, match=r"version 2 holds alias champion.*approved champion is "
                                                  r"version 1"):
-        approval.require_approved("m", "2")
+        approvals.require_approved("m", "2")

@@ -14,8 +14,8 @@ import pytest
 from pipelines import cli, db
 from pipelines.config import get_settings, reset_settings
 from pipelines.datasets import build, dvc
-from pipelines.datasets.layout import dataset_dir, default_remote, version_file
 from pipelines.errors import DataContractViolation
+from pipelines.layout import dataset_dir, default_remote, version_file
 from tests.contracts.test_manifest_contract import good_manifest
 
 VERSION = re.compile(r"^[0-9a-f]{32}\.dir$")

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines import frozen
 from pipelines.config import reset_settings
-from pipelines.datasets import build, evaluate, frozen
+from pipelines.datasets import build
 from pipelines.datasets.build import DatasetResult
-from pipelines.evaluation.report import slug
+from pipelines.evaluation import run as evaluate
+from pipelines.metrics.report import slug
 from tests.unit.test_datasets_build import ingest
 
 
@@ -31,7 +33,7 @@ def register(alias: str, operating_point: str | None) -> str:
     import torch
 
     import mlflow
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
     from pipelines.training.model import ViewClassifier
     from pipelines.training.run import signature
 
@@ -55,7 +57,7 @@ def register(alias: str, operating_point: str | None) -> str:
 @pytest.fixture
 def built(isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> DatasetResult:
     """MLflow on SQLite in the temp state dir, and a published 12-exam dataset (its build)."""
-    from pipelines.registry.client import quiet_mlflow
+    from pipelines.tracking import quiet_mlflow
 
     quiet_mlflow()
     monkeypatch.setenv("RADFLOW_MLFLOW_TRACKING_URI", f"sqlite:///{isolated_settings}/mlflow.db")
@@ -69,7 +71,7 @@ def built(isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> DatasetRe
 def test_evaluate_logs_the_challenger_on_the_test_split_with_the_dataset_version(
     built: DatasetResult
 ) -> None:
-    from pipelines.registry.client import mlflow_client
+    from pipelines.tracking import mlflow_client
 
     version = register("challenger", operating_point="0.5")
 
@@ -109,8 +111,8 @@ def test_evaluate_logs_the_challenger_on_the_test_split_with_the_dataset_version
 @pytest.mark.usefixtures("built")
 def test_evaluate_chooses_the_operating_point_on_validation_when_the_version_has_none() -> None:
     import mlflow
-    from pipelines.training.aggregate import exam_table
-    from pipelines.training.params import load_params
+    from pipelines.params import load_params
+    from pipelines.scoring import exam_table
 
     register("candidate", operating_point=None)
     out = evaluate.run(alias="candidate", split="test")

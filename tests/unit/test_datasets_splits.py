@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines.datasets.params import DatasetParams, load_dataset_params
 from pipelines.datasets.splits import assign_splits, patient_strata
+from pipelines.params import DatasetParams, load_dataset_params
 
 FRACTIONS = DatasetParams().fractions
 

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from pipelines.errors import NoTrainingData
-from pipelines.evaluation import flat_metrics, metrics, plots, view_outputs, view_scores, write_report
+from pipelines.metrics import binary as metrics
+from pipelines.metrics import flat_metrics, plots, write_report
+from pipelines.modelfiles.inference import view_outputs, view_scores
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

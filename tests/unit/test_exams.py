@@ -19,7 +19,7 @@ from pydicom.uid import JPEG2000Lossless
 from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
 from pipelines.ingest.exams import assemble, pick_views
-from pipelines.ingest.policy import ExamPolicy, select
+from pipelines.pacs.policy import ExamPolicy, select
 
 H, W = 24, 16
 REPORT = [

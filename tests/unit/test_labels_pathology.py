@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.labels import LabelFileInvalid
+from pipelines.errors import LabelFileInvalid
 from pipelines.labels.birads import BiradsReading, read_report
 from pipelines.labels.pathology import label_views, merge_labels, read_pathology, relabel_rows
 

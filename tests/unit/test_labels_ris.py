@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.labels import LabelFileInvalid
+from pipelines.errors import LabelFileInvalid
 from pipelines.labels.birads import read_report
 from pipelines.labels.ris import read_ris_export
 

@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 
 from pipelines import db
+from pipelines import deployments as deployment
 from pipelines.config import get_settings
 from pipelines.errors import MlflowUnavailable, TritonUnavailable
+from pipelines.modelfiles.onnx import sha256
 from pipelines.monitoring import integrity
 from pipelines.monitoring.records import IntegrityRow
 from pipelines.registry import audit
-from pipelines.serving import deployment, repository
+from pipelines.serving import repository
 from pipelines.serving.deploy import write_version
-from pipelines.serving.onnx_export import sha256
 
 MODEL = "mammo-screening"
 

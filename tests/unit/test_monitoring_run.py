@@ -20,10 +20,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines import config, db
+from pipelines import config, db, features
 from pipelines.errors import PermanentError, TransientError
-from pipelines.monitoring import capture, features, run
-from pipelines.monitoring.notify import MonitoringNotice
+from pipelines.monitoring import run
+from pipelines.monitoring.notices import MonitoringNotice
+from pipelines.screening import capture
 
 MODEL, VERSION, OP = "mammo-screening", "3", 0.6
 FIRST = dt.date(2026, 3, 1)
@@ -148,7 +149,7 @@ def test_a_night_not_screened_yet_is_retried_and_one_without_features_is_refused
     with pytest.raises(TransientError, match="no completed screening run"):
         run.run("2026-04-01")
     date = night(monitored["state"], 0, exams(30, seed=400))
-    capture.night_path("mammo", date, VERSION).unlink()
+    features.night_path("mammo", date, VERSION).unlink()
     with pytest.raises(PermanentError, match="rerun `radflow screen --date"):
         run.run(date)
 

@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 from pydicom import Dataset
 
-from pipelines.errors import PermanentError
-from pipelines.monitoring.simulate import (
+from benchmarks.drift_simulation.pools import RenderedExam, score_batch
+from benchmarks.drift_simulation.simulate import (
     NightOutcome,
     SimulationParams,
     SimulationResult,
     simulate,
     summarize,
 )
-from pipelines.monitoring.simulate_pools import RenderedExam, score_batch
+from pipelines.errors import PermanentError
 
 SMALL = SimulationParams(reference_exams=80, stable_exams=120, change_exams=60, volumes=(50,), sequences=2,
                          model="untrained", seed=1, mild_degradation=None,
@@ -101,8 +101,8 @@ class _FixedScorer:
 
 
 def test_pool_scores_discount_qc_flagged_views_as_screening_does() -> None:
-    from pipelines.screening.scoring import exam_score
-    from pipelines.screening.tasks import get_task
+    from pipelines.screening.suspicion import exam_score
+    from pipelines.tasks import get_task
 
     views = ("R-CC", "L-CC", "R-MLO", "L-MLO")
     headers = tuple(Dataset() for _ in views)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from pipelines.config import reset_settings
-from pipelines.errors import PermanentError
-from pipelines.screening.notify import NotificationFailed, announce, notice_for, send_webhook
+from pipelines.errors import NotificationFailed, PermanentError
+from pipelines.notify import send_webhook
+from pipelines.screening.notice import announce, notice_for
 from pipelines.screening.worklist import Night, NightFiles, WorklistEntry, publish_night
 
 
@@ -189,7 +190,7 @@ def _smtp_connection(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
 
 def test_the_night_is_emailed_through_the_airflow_smtp_connection(
         night: NightFiles, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.orchestration.notify import notify_night
+    from pipelines.orchestration.mail import notify_night
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler)
     server.messages = []  # type: ignore[attr-defined]
@@ -211,7 +212,7 @@ def test_the_night_is_emailed_through_the_airflow_smtp_connection(
 
 def test_a_mail_server_that_is_down_is_a_transient_error(
         night: NightFiles, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.orchestration.notify import notify_night
+    from pipelines.orchestration.mail import notify_night
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

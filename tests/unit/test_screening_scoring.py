@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines import tasks
 from pipelines.domain import QC_CODES, QcFlag, ViewQc
 from pipelines.errors import PermanentError
-from pipelines.screening import scoring, tasks
+from pipelines.scoring import suspicion_cuts
+from pipelines.screening import suspicion as scoring
 from pipelines.screening.results import ExamRow, ViewRow, device_rates
-from pipelines.training.aggregate import suspicion_cuts
 
 MAMMO = tasks.load()["mammo"]
 CHEST = tasks.load()["cxr-nodule"]

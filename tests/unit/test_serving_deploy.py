@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
+from pipelines import deployments as deployment
 from pipelines.errors import DeploymentFailed, ModelIntegrityError, PermanentError
+from pipelines.modelfiles import integrity
+from pipelines.modelfiles.onnx import sha256
 from pipelines.screening.shadow import agreement
-from pipelines.serving import deployment, integrity
 from pipelines.serving.deploy import rollback
 from pipelines.serving.mlflow_deployments import TritonDeploymentClient, _images
-from pipelines.serving.onnx_export import sha256
 
 
 def _dep(slot: deployment.Slot, version: int, name: str) -> deployment.Deployment:

@@ -176,8 +176,8 @@ def test_status_never_shows_the_database_password(own_ports: pytest.MonkeyPatch)
 def test_the_triton_admin_key_comes_from_the_environment_or_a_private_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.config import get_settings, reset_settings
-    from pipelines.serving.triton_client import TritonClient
     from pipelines.stack.triton import ensure_admin_key
+    from pipelines.triton_client import TritonClient
 
     monkeypatch.setenv("RADFLOW_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("RADFLOW_TRITON_ADMIN_KEY", raising=False)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from pipelines.errors import PermanentError
+from pipelines.params import TrainParams
 from pipelines.training import weights
 from pipelines.training.data import Split
 from pipelines.training.fit import fit, trainable_groups
 from pipelines.training.model import ViewClassifier
-from pipelines.training.params import TrainParams
 
 
 def toy_split(n: int = 48, seed: int = 0) -> Split:

@@ -70,7 +70,7 @@ def test_too_few_patients_is_no_training_data() -> None:
 
 
 def test_exam_score_is_the_higher_breast_mean_of_its_views() -> None:
-    from pipelines.training.aggregate import exam_table
+    from pipelines.scoring import exam_table
 
     rows = pd.DataFrame({"exam_id": ["ex-b"] * 4 + ["ex-a"] * 4,
                          "laterality": ["R", "R", "L", "L"] * 2,
@@ -87,7 +87,7 @@ def test_exam_score_is_the_higher_breast_mean_of_its_views() -> None:
 
 
 def test_exam_scores_keep_interleaved_views_together() -> None:
-    from pipelines.training.aggregate import exam_table
+    from pipelines.scoring import exam_table
 
     rows = pd.DataFrame({"exam_id": ["ex-1", "ex-2", "ex-1", "ex-2"], "laterality": ["L"] * 4,
                          "label": [0, 0, 1, 0]})
@@ -121,9 +121,9 @@ def test_a_bright_spot_raises_the_heatmap_where_it_is_after_training() -> None:
     """Weak supervision localizes: trained on view labels only, the heatmap peaks at the lesion."""
     import torch
 
+    from pipelines.params import TrainParams
     from pipelines.training.data import Split
     from pipelines.training.fit import fit
-    from pipelines.training.params import TrainParams
 
     rng = np.random.default_rng(0)
     n, h, w = 96, 64, 64
@@ -152,7 +152,7 @@ def test_onnx_export_matches_pytorch_and_takes_any_batch_size(tmp_path: Path) ->
     import onnxruntime as ort
     import torch
 
-    from pipelines.serving.onnx_export import PARITY_TOLERANCE, export, sha256
+    from pipelines.modelfiles.onnx import PARITY_TOLERANCE, export, sha256
     from pipelines.training.model import ViewClassifier
 
     torch.manual_seed(0)
@@ -175,7 +175,7 @@ def test_onnx_export_matches_pytorch_and_takes_any_batch_size(tmp_path: Path) ->
 
 
 def test_screening_scores_an_exam_as_training_does() -> None:
-    from pipelines.training.aggregate import exam_score, exam_table
+    from pipelines.scoring import exam_score, exam_table
 
     views = {"R-CC": 0.1, "L-CC": 0.8, "R-MLO": 0.3, "L-MLO": 0.6}
     rows = pd.DataFrame({"exam_id": ["e"] * 4, "laterality": [v[0] for v in views]})

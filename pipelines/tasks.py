@@ -1,0 +1,133 @@
+"""Screening task definitions: modality, body part, views, model and aggregation, as data.
+
+The definitions live in pipelines/tasks.yaml (or the file RADFLOW_SCREENING_TASKS
+names). The nightly run reads one and needs nothing else task-specific: which studies,
+which views, how each is preprocessed, which Triton model scores it, and how view scores
+become an exam score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from pipelines.errors import PermanentError
+
+if TYPE_CHECKING:
+    from pipelines.imaging.qc import QcLimits
+
+BUILTIN = Path(__file__).with_name("tasks.yaml")
+
+
+class ScreeningTask(BaseModel):
+    """One screening task (a tasks.yaml entry)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    modality: str
+    body_part: str
+    views: tuple[str, ...]
+    view_key: Literal["laterality-position", "position"]
+    preprocessing: Literal["mammogram", "radiograph"]
+    registered_model: str
+    triton_model: str
+    aggregation: Literal["breast_mean_exam_max", "max", "mean"]
+    qc: Literal["mammography", "none"] = "none"
+    # overrides of the image QC limits (pipelines/imaging/qc.py QcLimits), by field name
+    qc_limits: dict[str, float] = Field(default_factory=dict)
+    image_height: int | None = None  # model input; default RADFLOW_IMAGE_HEIGHT/WIDTH
+    image_width: int | None = None
+    _limits: QcLimits | None = PrivateAttr(default=None)  # qc_limits applied, built once
+
+    @model_validator(mode="after")
+    def _views_match_the_key(self) -> ScreeningTask:
+        if not self.views:
+            raise ValueError("a task needs at least one view")
+        paired = [v for v in self.views if "-" in v]
+        if self.view_key == "laterality-position" and len(paired) != len(self.views):
+            raise ValueError(f"views {list(self.views)} must be LATERALITY-POSITION, e.g. R-CC")
+        if self.aggregation == "breast_mean_exam_max" and self.view_key != "laterality-position":
+            raise ValueError("breast_mean_exam_max needs views with a laterality")
+        return self
+
+    @model_validator(mode="after")
+    def _qc_limits_are_known(self) -> ScreeningTask:
+        if self.qc_limits and self.qc == "none":
+            raise ValueError("qc_limits are set but the task runs no QC (qc: none)")
+        self._limits = self._applied_limits()  # refused when the file is read, not at night
+        return self
+
+    def limits(self) -> QcLimits:
+        """The QC limits of this task: QcLimits' defaults with `qc_limits` applied."""
+        assert self._limits is not None  # set by the validator
+        return self._limits
+
+    def _applied_limits(self) -> QcLimits:
+        """QcLimits' defaults with `qc_limits` applied.
+
+        Raises:
+            ValueError: a limit that QcLimits does not have, or a fraction where a count is
+                expected.
+        """
+        from pipelines.imaging.qc import QcLimits
+
+        defaults = QcLimits()
+        known = {f.name for f in dataclasses.fields(QcLimits)}
+        unknown = sorted(set(self.qc_limits) - known)
+        if unknown:
+            raise ValueError(f"unknown qc_limits {unknown}; QcLimits has {sorted(known)}")
+        values: dict[str, Any] = {}  # float or int, as the field is
+        for name, value in self.qc_limits.items():
+            if isinstance(getattr(defaults, name), int):
+                if not float(value).is_integer():
+                    raise ValueError(f"qc_limits.{name} counts, so it must be whole: got {value}")
+                values[name] = int(value)
+            else:
+                values[name] = float(value)
+        return dataclasses.replace(defaults, **values)
+
+
+def parse(definitions: Mapping[str, object], source: str) -> dict[str, ScreeningTask]:
+    """Tasks by name from a parsed tasks file.
+
+    Raises:
+        PermanentError: the file has no `tasks` mapping or a definition is invalid (named).
+    """
+    tasks = definitions.get("tasks") if isinstance(definitions, Mapping) else None
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise PermanentError(f"{source}: expected a non-empty `tasks:` mapping")
+    out = {}
+    for name, body in tasks.items():
+        try:
+            out[str(name)] = ScreeningTask(name=str(name), **dict(body or {}))
+        except (ValidationError, TypeError) as exc:
+            raise PermanentError(f"{source}: screening task {name!r} is invalid: {exc}") from exc
+    return out
+
+
+@functools.cache
+def load(path: Path = BUILTIN) -> dict[str, ScreeningTask]:
+    import yaml
+
+    return parse(yaml.safe_load(path.read_text()), str(path))
+
+
+def get_task(name: str) -> ScreeningTask:
+    """The named task from the configured tasks file.
+
+    Raises:
+        PermanentError: no such task (the known ones are listed).
+    """
+    from pipelines.config import get_settings
+
+    tasks = load(get_settings().screening_tasks_file or BUILTIN)
+    if name not in tasks:
+        raise PermanentError(f"unknown screening task {name!r}: defined are {', '.join(sorted(tasks))}")
+    return tasks[name]
