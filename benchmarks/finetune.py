@@ -26,7 +26,7 @@ from benchmarks.common import write_result
 
 def main() -> None:
     from pipelines.metrics.binary import auc_with_ci
-    from pipelines.params import load_params
+    from pipelines.params import load_dataset_params, load_params
     from pipelines.scoring import exam_table
     from pipelines.synth.views import synthetic_views
     from pipelines.training import data, fit
@@ -47,7 +47,8 @@ def main() -> None:
     def splits(site: str, exams: int, seed: int) -> dict[str, data.Split]:
         frame, images = synthetic_views(exams, site, seed, study_date="2026-02-02")
         frame["row"] = np.arange(len(frame))
-        parts = data.split_patients(frame, params.val_fraction, params.test_fraction, seed)
+        fractions = load_dataset_params()
+        parts = data.split_patients(frame, fractions.val_fraction, fractions.test_fraction, seed)
         return {k: data.to_split(v.reset_index(drop=True), images[v.row.to_numpy()])
                 for k, v in parts.items()}
 

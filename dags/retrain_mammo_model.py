@@ -84,8 +84,7 @@ def retrain_mammo_model() -> None:
         from pipelines.monitoring import reference
         from pipelines.orchestration.tasks import call_stage
 
-        return call_stage(reference.build_for_version, model_name=trained["model_name"],
-                          version=trained["model_version"])
+        return call_stage(reference.build_for_version, version=trained["model_version"], task="mammo")
 
     @task
     def evaluate_challenger(trained: dict) -> dict:

@@ -63,15 +63,15 @@ def _build_dataset(args: argparse.Namespace) -> Any:
 def _evaluate(args: argparse.Namespace) -> Any:
     from pipelines.evaluation import run as evaluate
 
-    return evaluate.run(alias=args.alias, split=args.split, dataset=args.name)
+    return evaluate.run(alias=args.alias, split=args.split, task=args.task)
 
 
 def _train(args: argparse.Namespace) -> Any:
     from pipelines.monitoring import reference
     from pipelines.training import run
 
-    trained = run.run(epochs=args.epochs, seed=args.seed, base=args.base)
-    reference.build_for_version(trained.model_name, trained.model_version)  # what monitoring compares with
+    trained = run.run(epochs=args.epochs, seed=args.seed, base=args.base, task=args.task)
+    reference.build_for_version(trained.model_version, task=args.task)  # what monitoring compares with
     return trained
 
 
@@ -86,13 +86,13 @@ def _pretrain(args: argparse.Namespace) -> Any:
 def _promote(args: argparse.Namespace) -> Any:
     from pipelines.registry import promote
 
-    return promote.run(reason=args.reason, version=args.version)
+    return promote.run(reason=args.reason, version=args.version, task=args.task)
 
 
 def _rollback(args: argparse.Namespace) -> Any:
     from pipelines.registry import rollback
 
-    return rollback.run(reason=args.reason)
+    return rollback.run(reason=args.reason, task=args.task)
 
 
 def _user(args: argparse.Namespace) -> Any:
@@ -145,10 +145,9 @@ def _check_integrity(args: argparse.Namespace) -> Any:
 
 
 def _monitor_reference(args: argparse.Namespace) -> Any:
-    from pipelines.config import get_settings
     from pipelines.monitoring import reference
 
-    return reference.build_for_version(args.model or get_settings().registered_model, args.version)
+    return reference.build_for_version(args.version, task=args.task)
 
 
 def _db(args: argparse.Namespace) -> Any:
@@ -188,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
         p.set_defaults(func=fn)
         return p
+
+    def with_task(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", default="mammo", help="the task (pipelines/tasks.yaml): its model, "
+                                                       "dataset, policy and Triton model")
 
     p = add("stack", _stack, "start, inspect or stop the local PostgreSQL, Orthanc, MLflow, Triton "
                              "and Airflow")
@@ -246,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None,
                    help="fine-tune this base model: an MLflow model URI (models:/NAME@ALIAS, "
                         "models:/NAME/VERSION, runs:/ID) or a weights file (.pt)")
+    with_task(p)
 
     p = add("pretrain", _pretrain, "train a base model on a synthetic public site, register it "
                                    "as <registered model>-base@base")
@@ -257,17 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", _evaluate, "evaluate a registered model on a frozen dataset split, log to MLflow")
     p.add_argument("--alias", default="challenger", help="registered model alias to evaluate")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--name", default="mammo", help="dataset name")
+    with_task(p)
 
     p = add("promote", _promote, "gate the challenger against the champion on the frozen test "
             "set and, if it passes, make it champion (approved by your MLflow login, "
             "RADFLOW_MLFLOW_USERNAME, listed in the policy; reason required; audited)")
     p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
     p.add_argument("--version", default=None, help="model version (default: the challenger)")
+    with_task(p)
 
     p = add("rollback", _rollback, "move alias champion back to the version the current "
             "champion replaced (approved by your MLflow login; reason required; audited)")
     p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
+    with_task(p)
 
     p = add("deploy", _deploy, "serve a registered version on Triton: SHA-256 verified, loaded "
             "beside the serving version, smoke-checked, then switched")
@@ -280,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="serve the slot's previous version again (verified, no download)")
     which.add_argument("--undeploy", action="store_true", help="stop serving the slot and unload it")
-    p.add_argument("--task", default="mammo", help="screening task (pipelines/tasks.yaml)")
+    with_task(p)
 
     p = add("serving-repo", _serving_repo, "generate a Triton model repository (configs and "
             "adapters) for the cpu or gpu profile, e.g. for the production Triton container")
@@ -290,12 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("screen", _screen, "screen one study date's exams: QC, Triton, results, PACS write-back, "
             "worklist, notification")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
-    p.add_argument("--task", default="mammo", help="screening task (pipelines/tasks.yaml)")
+    with_task(p)
 
     p = add("monitor", _monitor, "one screened night against the champion's validation data: "
             "metadata, image, embedding, prediction and artifact-rate drift, sustained-drift alert, report")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD (screened already)")
-    p.add_argument("--task", default="mammo", help="screening task (pipelines/tasks.yaml)")
+    with_task(p)
 
     p = add("check-integrity", _check_integrity, "every model file in Triton's repository against its "
             "registered SHA-256; unknown models reported")
@@ -304,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("monitor-reference", _monitor_reference, "build and log the monitoring reference of a "
             "version registered before monitoring existed (from its validation split)")
     p.add_argument("--version", required=True, help="registered version")
-    p.add_argument("--model", help="registered model name (default RADFLOW_REGISTERED_MODEL)")
+    with_task(p)
 
     p = add("synth-chest", _synth_chest, "synthetic chest radiographs (DX, PA) into Orthanc, for the "
             "cxr-nodule screening task")

@@ -51,8 +51,6 @@ class TrainParams(BaseModel):
     seed: int = 42
     # The split of `radflow pretrain` (synthetic exams, no frozen dataset); `radflow train`
     # uses the frozen dataset's splits (DatasetParams).
-    val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
-    test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     target_sensitivity: float = 0.9
     patience: int = Field(default=4, ge=1)  # epochs without a better validation AUC before stopping
     width: int = Field(default=16, ge=4)  # model channels (pipelines/training/model.py)

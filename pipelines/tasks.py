@@ -1,9 +1,11 @@
-"""Screening task definitions: modality, body part, views, model and aggregation, as data.
+"""Task definitions: everything task-specific, as data (pipelines/tasks.yaml).
 
-The definitions live in pipelines/tasks.yaml (or the file RADFLOW_SCREENING_TASKS
-names). The nightly run reads one and needs nothing else task-specific: which studies,
-which views, how each is preprocessed, which Triton model scores it, and how view scores
-become an exam score.
+The definitions live in pipelines/tasks.yaml (or the file RADFLOW_SCREENING_TASKS_FILE
+names). Every stage that takes `--task` reads its task here and nothing else
+task-specific: which studies and views, how each is preprocessed, which frozen dataset
+training, evaluation and promotion read, which registered model and policy, which Triton
+model serves it, how view scores become an exam score, and which split of the dataset the
+monitoring reference is built from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from pipelines.errors import PermanentError
+from pipelines.scoring import Aggregation
 
 if TYPE_CHECKING:
     from pipelines.imaging.qc import QcLimits
@@ -24,8 +27,8 @@ if TYPE_CHECKING:
 BUILTIN = Path(__file__).with_name("tasks.yaml")
 
 
-class ScreeningTask(BaseModel):
-    """One screening task (a tasks.yaml entry)."""
+class TaskDefinition(BaseModel):
+    """One task (a tasks.yaml entry)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -37,8 +40,11 @@ class ScreeningTask(BaseModel):
     view_key: Literal["laterality-position", "position"]
     preprocessing: Literal["mammogram", "radiograph"]
     registered_model: str
+    policy: str  # the entry of mlflow/registered_models.yaml promotion applies
+    dataset: str  # the frozen dataset (<state>/datasets/<dataset>) of training, evaluation, promotion
+    monitoring_reference: Literal["train", "val", "test"] = "val"  # the split the reference is built from
     triton_model: str
-    aggregation: Literal["breast_mean_exam_max", "max", "mean"]
+    aggregation: Aggregation
     qc: Literal["mammography", "none"] = "none"
     # overrides of the image QC limits (pipelines/imaging/qc.py QcLimits), by field name
     qc_limits: dict[str, float] = Field(default_factory=dict)
@@ -47,7 +53,7 @@ class ScreeningTask(BaseModel):
     _limits: QcLimits | None = PrivateAttr(default=None)  # qc_limits applied, built once
 
     @model_validator(mode="after")
-    def _views_match_the_key(self) -> ScreeningTask:
+    def _views_match_the_key(self) -> TaskDefinition:
         if not self.views:
             raise ValueError("a task needs at least one view")
         paired = [v for v in self.views if "-" in v]
@@ -58,11 +64,18 @@ class ScreeningTask(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _qc_limits_are_known(self) -> ScreeningTask:
+    def _qc_limits_are_known(self) -> TaskDefinition:
         if self.qc_limits and self.qc == "none":
             raise ValueError("qc_limits are set but the task runs no QC (qc: none)")
         self._limits = self._applied_limits()  # refused when the file is read, not at night
         return self
+
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the model input: the task's own, else RADFLOW_IMAGE_HEIGHT/_WIDTH."""
+        from pipelines.config import get_settings
+
+        s = get_settings()
+        return self.image_height or s.image_height, self.image_width or s.image_width
 
     def limits(self) -> QcLimits:
         """The QC limits of this task: QcLimits' defaults with `qc_limits` applied."""
@@ -94,7 +107,7 @@ class ScreeningTask(BaseModel):
         return dataclasses.replace(defaults, **values)
 
 
-def parse(definitions: Mapping[str, object], source: str) -> dict[str, ScreeningTask]:
+def parse(definitions: Mapping[str, object], source: str) -> dict[str, TaskDefinition]:
     """Tasks by name from a parsed tasks file.
 
     Raises:
@@ -106,20 +119,20 @@ def parse(definitions: Mapping[str, object], source: str) -> dict[str, Screening
     out = {}
     for name, body in tasks.items():
         try:
-            out[str(name)] = ScreeningTask(name=str(name), **dict(body or {}))
+            out[str(name)] = TaskDefinition(name=str(name), **dict(body or {}))
         except (ValidationError, TypeError) as exc:
-            raise PermanentError(f"{source}: screening task {name!r} is invalid: {exc}") from exc
+            raise PermanentError(f"{source}: task {name!r} is invalid: {exc}") from exc
     return out
 
 
 @functools.cache
-def load(path: Path = BUILTIN) -> dict[str, ScreeningTask]:
+def load(path: Path = BUILTIN) -> dict[str, TaskDefinition]:
     import yaml
 
     return parse(yaml.safe_load(path.read_text()), str(path))
 
 
-def get_task(name: str) -> ScreeningTask:
+def get_task(name: str) -> TaskDefinition:
     """The named task from the configured tasks file.
 
     Raises:
@@ -129,5 +142,5 @@ def get_task(name: str) -> ScreeningTask:
 
     tasks = load(get_settings().screening_tasks_file or BUILTIN)
     if name not in tasks:
-        raise PermanentError(f"unknown screening task {name!r}: defined are {', '.join(sorted(tasks))}")
+        raise PermanentError(f"unknown task {name!r}: defined are {', '.join(sorted(tasks))}")
     return tasks[name]

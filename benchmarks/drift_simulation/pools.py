@@ -195,10 +195,10 @@ class ExamScorer:
 
 
 def score_batch(exams: list[RenderedExam], scorer: ExamScorer) -> list[dict[str, Any]]:
-    """The exams' monitoring feature rows, each scored by screening's own `exam_score`
+    """The exams' monitoring feature rows, each scored by screening's own `score_without`
     (QC-flagged views left out unless every view is flagged; breast mean, exam max)."""
     from pipelines.features import exam_row
-    from pipelines.screening.suspicion import exam_score
+    from pipelines.screening.suspicion import score_without
     from pipelines.tasks import get_task
 
     if not exams:
@@ -211,7 +211,7 @@ def score_batch(exams: list[RenderedExam], scorer: ExamScorer) -> list[dict[str,
         views = {v: float(p) for v, p in zip(e.views, probs[at], strict=True)}
         discounted = [v for v, flags in zip(e.views, e.flags, strict=True) if flags]
         rows.append(exam_row(e.exam_id, e.headers, list(e.images), embeds[at],
-                             exam_score(task, views, discounted)[0]))
+                             score_without(task, views, discounted)[0]))
         offset += len(e.views)
     return rows
 

@@ -20,6 +20,8 @@ from pipelines.domain import StageResult
 from pipelines.errors import NoTrainingData
 from pipelines.frozen import load_split
 from pipelines.modelfiles.inference import view_scores
+from pipelines.scoring import Aggregation
+from pipelines.tasks import get_task
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -52,7 +54,8 @@ class EvaluationResult(StageResult):
     report_dir: str
 
 
-def operating_point(version: ModelVersion, model: Any, dataset: str) -> tuple[float, str]:
+def operating_point(version: ModelVersion, model: Any, dataset: str,
+                    aggregation: Aggregation = "breast_mean_exam_max") -> tuple[float, str]:
     """The exam-score threshold chosen on validation, and where it came from: the model
     version's `operating_point` tag (set by training), else chosen here on the val split
     at the training target sensitivity."""
@@ -64,7 +67,7 @@ def operating_point(version: ModelVersion, model: Any, dataset: str) -> tuple[fl
     if tagged is not None:
         return float(tagged), "model_version_tag"
     rows, images, _ = load_split(dataset, "val")
-    exams = exam_table(rows, view_scores(model, images)).dropna(subset=["label"])
+    exams = exam_table(rows, view_scores(model, images), aggregation).dropna(subset=["label"])
     if exams.label.nunique() != 2:
         raise NoTrainingData(f"the val split of {dataset!r} has {len(exams)} labelled exams, not of "
                              "both classes: cannot choose an operating point")
@@ -72,35 +75,38 @@ def operating_point(version: ModelVersion, model: Any, dataset: str) -> tuple[fl
     return threshold_for_sensitivity(exams.label, exams.score, target), "validation"
 
 
-def run(alias: str = "challenger", split: str = "test", dataset: str = "mammo") -> EvaluationResult:
-    """Evaluate `models:/<registered model>@<alias>` on `split` of the frozen dataset."""
+def run(alias: str = "challenger", split: str = "test", task: str = "mammo") -> EvaluationResult:
+    """Evaluate `models:/<task's registered model>@<alias>` on `split` of the task's frozen dataset."""
     import mlflow
     from pipelines.metrics import log_evaluation
     from pipelines.tracking import mlflow_client, model_uri, require_version
 
     s = get_settings()
+    definition = get_task(task)
+    dataset, name = definition.dataset, definition.registered_model
     rows, images, data_version = load_split(dataset, split)
     client = mlflow_client()
-    version = require_version(client, s.registered_model, alias)
-    model = mlflow.pytorch.load_model(model_uri(s.registered_model, alias), map_location="cpu")
-    threshold, source = operating_point(version, model, dataset)
+    version = require_version(client, name, alias)
+    model = mlflow.pytorch.load_model(model_uri(name, alias), map_location="cpu")
+    threshold, source = operating_point(version, model, dataset, definition.aggregation)
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"evaluate-{alias}-{split}") as active:
         mlflow.set_tags({"stage": "evaluate", "dataset_version": data_version, "split": split,
                          "model_version": str(version.version), "alias": alias,
                          "operating_point_source": source})
         folder = s.state / "evaluation" / active.info.run_id / split
-        logged = log_evaluation(model, rows, images, threshold, split=split, folder=folder)
+        logged = log_evaluation(model, rows, images, threshold, split=split, folder=folder,
+                                aggregation=definition.aggregation)
     m = {key.removeprefix(f"{split}_"): value for key, value in logged.items()}
     for key in EVAL_TAGS:
-        client.set_model_version_tag(s.registered_model, str(version.version),
+        client.set_model_version_tag(name, str(version.version),
                                      f"eval_{split}_{key}", f"{m[key]:.4f}")
-    client.set_model_version_tag(s.registered_model, str(version.version), "eval_dataset_version",
+    client.set_model_version_tag(name, str(version.version), "eval_dataset_version",
                                  data_version)
-    log.info("evaluate: %s@%s on %s %s: AUC %.3f (%.3f-%.3f)", s.registered_model, alias, dataset,
+    log.info("evaluate: %s@%s on %s %s: AUC %.3f (%.3f-%.3f)", name, alias, dataset,
              split, m["auc"], m["auc_ci_low"], m["auc_ci_high"])
     return EvaluationResult(
-        run_id=active.info.run_id, model_name=s.registered_model, model_version=str(version.version),
+        run_id=active.info.run_id, model_name=name, model_version=str(version.version),
         alias=alias, dataset_version=data_version, split=split, exams=int(m["exams"]),
         auc=round(m["auc"], 4), sensitivity=round(m["sensitivity"], 4),
         specificity=round(m["specificity"], 4), operating_point=threshold,

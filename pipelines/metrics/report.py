@@ -1,6 +1,6 @@
 """The evaluation report of one held-out split: exam-level numbers, figures, MLflow.
 
-View scores become exam scores through `training.aggregate.exam_table` (breast = mean
+View scores become exam scores through `pipelines.scoring.exam_table` (breast = mean
 of its views, exam = max of its breasts), the one aggregation the pipeline shares. The
 operating point is chosen on validation by the caller; this module only applies it.
 """
@@ -22,7 +22,7 @@ from pipelines.errors import MisusedApi, NoTrainingData
 from pipelines.metrics import binary as metrics
 from pipelines.metrics import plots
 from pipelines.modelfiles.inference import view_outputs
-from pipelines.scoring import exam_table
+from pipelines.scoring import Aggregation, exam_table
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ SCALARS = ("views", "exams", "positive_exams", "auc", "auc_ci_low", "auc_ci_high
 def write_report(rows: pd.DataFrame, view_scores: np.ndarray, operating_point: float, folder: Path, *,
                  images: np.ndarray | None = None, heatmaps: np.ndarray | None = None,
                  split: str = "test", resamples: int = metrics.DEFAULT_RESAMPLES,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, aggregation: Aggregation = "breast_mean_exam_max") -> dict[str, Any]:
     """Evaluate one split by exam and write the figures and evaluation.json into `folder`.
 
     Args:
@@ -57,6 +57,7 @@ def write_report(rows: pd.DataFrame, view_scores: np.ndarray, operating_point: f
         split: the split's name, as reported.
         resamples: bootstrap resamples of every AUC interval.
         seed: seed of the bootstrap.
+        aggregation: how view scores become exam scores (the task's; pipelines/scoring.py).
 
     Returns:
         The report as written to evaluation.json (JSON types only).
@@ -71,7 +72,7 @@ def write_report(rows: pd.DataFrame, view_scores: np.ndarray, operating_point: f
             raise ValueError(f"{name}: {len(array)} for {len(rows)} view rows")
     labelled = rows.label.notna().to_numpy()
     rows, scores = rows[labelled].reset_index(drop=True), scores[labelled]
-    exams = exam_table(rows, scores)
+    exams = exam_table(rows, scores, aggregation)
     y, s = exams.label.to_numpy(np.int64), exams.score.to_numpy()
     if int(y.sum()) in (0, len(y)):
         raise NoTrainingData(f"{split} split has {int(y.sum())} positive of {len(y)} labelled exams: "
@@ -119,7 +120,8 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
 
 def log_evaluation(model: Any, rows: pd.DataFrame, images: np.ndarray, operating_point: float, *,
                    split: str = "test", folder: Path | None = None, batch_size: int = 64,
-                   resamples: int = metrics.DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, float]:
+                   resamples: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
+                   aggregation: Aggregation = "breast_mean_exam_max") -> dict[str, float]:
     """Evaluate `model` on the views of one split and log it into the active MLflow run:
     the metrics of `flat_metrics` and the report folder as artifacts under evaluation/<split>/.
 
@@ -133,6 +135,7 @@ def log_evaluation(model: Any, rows: pd.DataFrame, images: np.ndarray, operating
         batch_size: views per forward pass.
         resamples: bootstrap resamples of every AUC interval.
         seed: seed of the bootstrap.
+        aggregation: how view scores become exam scores (the task's).
 
     Returns:
         The metrics logged, by their MLflow names (`flat_metrics`); the whole report is
@@ -150,7 +153,7 @@ def log_evaluation(model: Any, rows: pd.DataFrame, images: np.ndarray, operating
     folder = folder or get_settings().state / "evaluation" / active.info.run_id / split
     scores, heatmaps = view_outputs(model, images, batch_size)
     report = write_report(rows, scores, operating_point, folder, images=images, heatmaps=heatmaps,
-                          split=split, resamples=resamples, seed=seed)
+                          split=split, resamples=resamples, seed=seed, aggregation=aggregation)
     logged = flat_metrics(report)
     mlflow.log_metrics(logged)
     mlflow.log_artifacts(str(folder), artifact_path=f"{ARTIFACT_DIR}/{split}")

@@ -26,6 +26,8 @@ from pipelines.config import get_settings
 from pipelines.errors import PermanentError
 from pipelines.modelfiles.embeddings import Embedder
 from pipelines.publish import write_file
+from pipelines.scoring import Aggregation
+from pipelines.tasks import get_task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +57,8 @@ def _header(lake: Path, row: Any) -> Dataset:
     return ds
 
 
-def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | None = None) -> pd.DataFrame:
+def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | None = None,
+          aggregation: Aggregation = "breast_mean_exam_max") -> pd.DataFrame:
     """The reference frame (one row per exam, pipelines.features columns).
 
     Args:
@@ -63,6 +66,7 @@ def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | 
         images: their model inputs [N, 1, H, W], in the same order.
         onnx_file: the registered model file (embeddings and scores).
         lake: where the de-identified headers are (default: the configured lake).
+        aggregation: how view scores become the exam score (the task's).
     """
     from pipelines.scoring import exam_score
 
@@ -71,7 +75,8 @@ def build(rows: pd.DataFrame, images: np.ndarray, onnx_file: Path, lake: Path | 
     out = []
     for exam_id, index in rows.groupby("exam_id", sort=True).indices.items():
         views = rows.iloc[index]
-        score = exam_score({str(v): float(probs[i]) for v, i in zip(views.view, index, strict=True)})
+        score = exam_score({str(v): float(probs[i]) for v, i in zip(views.view, index, strict=True)},
+                           aggregation)
         out.append(features.exam_row(str(exam_id), [_header(lake, r) for r in views.itertuples()],
                                      [images[i, 0] for i in index], embeddings[index], score))
     log.info("monitoring reference: %d exams, %d views, %d embedding dimensions", len(out), len(rows),
@@ -125,9 +130,10 @@ def load(model_name: str, version: str) -> pd.DataFrame:
     return pd.read_parquet(cache)
 
 
-def build_for_version(model_name: str, version: str) -> dict[str, Any]:
-    """Build and log the reference of a version registered without one, from the published
-    dataset's validation split (which must be the version's dataset).
+def build_for_version(version: str, task: str = "mammo") -> dict[str, Any]:
+    """Build and log the reference of a version of `task`'s registered model, from the
+    `monitoring_reference` split (validation by default) of the task's published dataset,
+    which must be the one the version was trained on. Called after every training.
 
     Raises:
         PermanentError: the published dataset is not the one the version was trained on.
@@ -137,18 +143,21 @@ def build_for_version(model_name: str, version: str) -> dict[str, Any]:
     from pipelines.modelfiles.integrity import fetch_onnx, registered_sha
     from pipelines.tracking import mlflow_client
 
+    definition = get_task(task)
+    model_name = definition.registered_model
     client = mlflow_client()
     mv = client.get_model_version(model_name, version)
-    dataset = frozen.load("mammo")
+    dataset = frozen.load(definition.dataset)
     trained_on = (mv.tags or {}).get("dataset_version", "")
     if trained_on and trained_on != dataset.version:
         raise PermanentError(f"{model_name} version {version} was trained on dataset {trained_on[:12]}, "
                              f"the published one is {dataset.version[:12]}: its validation split is gone")
-    rows = dataset.splits["val"]
+    rows = dataset.splits[definition.monitoring_reference]
     rows = rows[rows.label.notna()].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = fetch_onnx(str(mv.run_id), registered_sha(mv), Path(tmp))
-        frame = build(rows, frozen.images(rows), onnx_file)
+        frame = build(rows, frozen.images(rows), onnx_file, aggregation=definition.aggregation)
         with mlflow.start_run(run_id=mv.run_id):
             log_to_run(frame, Path(tmp) / "reference")
-    return {"model_name": model_name, "version": str(version), "exams": len(frame)}
+    return {"task": task, "model_name": model_name, "version": str(version), "exams": len(frame),
+            "split": definition.monitoring_reference}

@@ -3,7 +3,7 @@
 Both registered versions are loaded from MLflow by version number (resolved from their
 aliases once, before scoring, so an alias moving mid-gate cannot mix two models). View
 scores come from `datasets.evaluate.view_scores` and become exam scores only through
-`training.aggregate.exam_table`, the aggregation training and screening use.
+`pipelines.scoring.exam_table`, the aggregation training and screening use.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 from pipelines.errors import RegistryError
 from pipelines.registry import gate
 from pipelines.registry.policy import PromotionPolicy
+from pipelines.scoring import Aggregation
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -50,15 +51,16 @@ def operating_point(version: ModelVersion) -> float:
                             f"operating_point tag (got {raw!r})") from None
 
 
-def score_both(challenger: ModelVersion, champion: ModelVersion,
-               policy: PromotionPolicy) -> GateInput:
-    """Both versions' exam scores on the labelled test split of `policy.dataset`."""
+def score_both(challenger: ModelVersion, champion: ModelVersion, policy: PromotionPolicy,
+               dataset: str, aggregation: Aggregation = "breast_mean_exam_max") -> GateInput:
+    """Both versions' exam scores on the labelled test split of the frozen `dataset`."""
     from pipelines.frozen import load_split
 
-    rows, images, dataset_version = load_split(policy.dataset, "test")
+    rows, images, dataset_version = load_split(dataset, "test")
     labelled = rows.label.notna().to_numpy()  # as in training: unlabelled views never count
     rows, images = rows[labelled].reset_index(drop=True), images[labelled]
-    ours, theirs = _exam_scores(challenger, rows, images), _exam_scores(champion, rows, images)
+    ours = _exam_scores(challenger, rows, images, aggregation)
+    theirs = _exam_scores(champion, rows, images, aggregation)
     if not ours.exam_id.equals(theirs.exam_id):
         raise RegistryError("challenger and champion were scored on different exams")
     attributes = ours[[c for c in policy.subgroups if c in ours]]
@@ -73,11 +75,12 @@ def score_both(challenger: ModelVersion, champion: ModelVersion,
         attributes=attributes, dataset_version=dataset_version)
 
 
-def _exam_scores(version: ModelVersion, rows: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
+def _exam_scores(version: ModelVersion, rows: pd.DataFrame, images: np.ndarray,
+                 aggregation: Aggregation) -> pd.DataFrame:
     import mlflow
     from pipelines.modelfiles.inference import view_scores
     from pipelines.scoring import exam_table
 
     model = mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}",
                                       map_location="cpu")
-    return exam_table(rows, view_scores(model, images))
+    return exam_table(rows, view_scores(model, images), aggregation)

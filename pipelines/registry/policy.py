@@ -55,7 +55,6 @@ class PromotionPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: str = "mammo"
     auc_margin: float = Field(ge=0.0, le=0.5)
     sensitivity_margin: float = Field(ge=0.0, le=1.0)
     subgroup_margin: float = Field(ge=0.0, le=1.0)

@@ -18,13 +18,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pipelines import db
-from pipelines.config import get_settings
 from pipelines.domain import PromotionResult
 from pipelines.errors import PermanentError, PromotionRefused, RegistryError
-from pipelines.registry import audit, gate, report
-from pipelines.registry import compare as scoring
+from pipelines.registry import audit, compare, gate, report
 from pipelines.registry.approval import Identity, Via, identify
 from pipelines.registry.policy import PromotionPolicy, load_policy
+from pipelines.tasks import TaskDefinition, get_task
 from pipelines.tracking import mlflow_client, require_version, version_by_alias
 
 if TYPE_CHECKING:
@@ -53,11 +52,12 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
         raise RegistryError(f"registered model {name!r} has no version {version!r}") from exc
 
 
-def run(reason: str, version: str | None = None, *, via: Via = "mlflow",
+def run(reason: str, version: str | None = None, *, task: str = "mammo", via: Via = "mlflow",
         approver: str | None = None) -> PromotionResult:
     """Gate `version` (default: the challenger) against the champion; promote it if it passes.
 
     Args:
+        task: the task (pipelines/tasks.yaml) whose registered model, policy and dataset apply.
         via: "mlflow" (the CLI: the approver is this process's MLflow login) or "airflow"
             (the deploy DAG: `approver` is the login that triggered the run).
 
@@ -68,8 +68,9 @@ def run(reason: str, version: str | None = None, *, via: Via = "mlflow",
         PromotionRefused: the login may not approve, or a check of the gate failed (audited).
     """
     reason = required_text(reason, "reason", "--reason TEXT")
-    name = get_settings().registered_model
-    policy = load_policy(name).promotion
+    definition = get_task(task)
+    name = definition.registered_model
+    policy = load_policy(definition.policy).promotion
     client = mlflow_client()
     who = identify(policy, via, approver)
     target = get_version(client, name, version or str(require_version(client, name, CHALLENGER).version))
@@ -81,7 +82,7 @@ def run(reason: str, version: str | None = None, *, via: Via = "mlflow",
     if attempt.previous_version == attempt.version:
         log.info("promote: %s version %s already is champion", name, attempt.version)
         return attempt.result("unchanged", None, None, None)
-    result, dataset_version = _run_gate(target, champion, policy)
+    result, dataset_version = _run_gate(target, champion, policy, definition)
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     outcome = audit.PROMOTED if result.passed else audit.REFUSED
     run_id = report.log_report({
@@ -153,11 +154,11 @@ def refuse_login(attempt: Attempt, action: str, who: Identity) -> None:
                            f"the champion stays version {attempt.previous_version}: {who.refusal}")
 
 
-def _run_gate(target: ModelVersion, champion: ModelVersion | None,
-              policy: PromotionPolicy) -> tuple[gate.GateResult, str | None]:
+def _run_gate(target: ModelVersion, champion: ModelVersion | None, policy: PromotionPolicy,
+              task: TaskDefinition) -> tuple[gate.GateResult, str | None]:
     if champion is None:
         return gate.first_promotion(), None
-    scored = scoring.score_both(target, champion, policy)
+    scored = compare.score_both(target, champion, policy, task.dataset, task.aggregation)
     result = gate.compare(scored.labels, scored.challenger, scored.champion, scored.attributes,
                           policy)
     return result, scored.dataset_version

@@ -13,20 +13,22 @@ import datetime as dt
 import logging
 
 from pipelines import db
-from pipelines.config import get_settings
 from pipelines.domain import RollbackResult
 from pipelines.errors import RegistryError
 from pipelines.registry import audit
 from pipelines.registry.approval import Via, identify
 from pipelines.registry.policy import load_policy
 from pipelines.registry.promote import CHAMPION, Attempt, get_version, refuse_login, required_text
+from pipelines.tasks import get_task
 from pipelines.tracking import mlflow_client, require_version
 
 log = logging.getLogger(__name__)
 
 
-def run(reason: str, *, via: Via = "mlflow", approver: str | None = None) -> RollbackResult:
-    """Restore the previous champion and audit it (approver: as in promote.run).
+def run(reason: str, *, task: str = "mammo", via: Via = "mlflow",
+        approver: str | None = None) -> RollbackResult:
+    """Restore the previous champion of `task`'s registered model and audit it (approver: as
+    in promote.run).
 
     Raises:
         PermanentError: the reason is blank, or there is no authenticated approver.
@@ -34,8 +36,9 @@ def run(reason: str, *, via: Via = "mlflow", approver: str | None = None) -> Rol
         RegistryError: there is no champion, or nothing recorded to roll back to.
     """
     reason = required_text(reason, "reason", "--reason TEXT")
-    name = get_settings().registered_model
-    policy = load_policy(name).promotion
+    definition = get_task(task)
+    name = definition.registered_model
+    policy = load_policy(definition.policy).promotion
     client = mlflow_client()
     who = identify(policy, via, approver)
     current = str(require_version(client, name, CHAMPION).version)

@@ -24,7 +24,7 @@ from pipelines.imaging import preprocess
 from pipelines.pacs import studies
 from pipelines.pacs.policy import RADFLOW_MANUFACTURER, ExamPolicy, select
 from pipelines.pacs.pseudonyms import pseudonym_for
-from pipelines.tasks import ScreeningTask
+from pipelines.tasks import TaskDefinition
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -55,7 +55,7 @@ def device_of(ds: Dataset) -> str:
     return name.strip() or "UNKNOWN"
 
 
-def _view_key(ds: Dataset, task: ScreeningTask) -> str:
+def _view_key(ds: Dataset, task: TaskDefinition) -> str:
     position = str(ds.get("ViewPosition", "") or "").upper()
     if task.view_key == "position":
         return position
@@ -63,7 +63,7 @@ def _view_key(ds: Dataset, task: ScreeningTask) -> str:
     return f"{laterality}-{position}"
 
 
-def pick(datasets: list[Dataset], task: ScreeningTask, label: str) -> dict[str, Dataset]:
+def pick(datasets: list[Dataset], task: TaskDefinition, label: str) -> dict[str, Dataset]:
     """The task's views of one study (mammography: the ingest exam policy).
 
     Raises:
@@ -86,7 +86,7 @@ def pick(datasets: list[Dataset], task: ScreeningTask, label: str) -> dict[str, 
     return {v: found[v] for v in task.views}
 
 
-def prepare_view(ds: Dataset, view: str, task: ScreeningTask, height: int, width: int,
+def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, width: int,
                  decode_timeout_s: float) -> tuple[np.ndarray, ViewQc]:
     """Model input and QC of one view.
 
@@ -110,7 +110,7 @@ def prepare_view(ds: Dataset, view: str, task: ScreeningTask, height: int, width
     return image, found
 
 
-def collect(client: OrthancClient, task: ScreeningTask, study_date: str, height: int, width: int,
+def collect(client: OrthancClient, task: TaskDefinition, study_date: str, height: int, width: int,
             workers: int, decode_timeout_s: float) -> tuple[list[PreparedExam], list[Quarantined]]:
     """Every screenable exam of `study_date` (YYYY-MM-DD) for `task`, and the quarantined ones."""
     prepared, held = [], []

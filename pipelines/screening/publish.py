@@ -15,7 +15,7 @@ from pipelines.config import get_settings
 from pipelines.deployments import Deployment
 from pipelines.screening.collect import PreparedExam
 from pipelines.screening.results import ExamRow
-from pipelines.tasks import ScreeningTask
+from pipelines.tasks import TaskDefinition
 
 if TYPE_CHECKING:
     from pipelines.pacs.client import OrthancClient
@@ -33,7 +33,7 @@ def _per_view(prepared: list[PreparedExam], heatmaps: np.ndarray) -> list[list[n
     return out
 
 
-def write_back(client: OrthancClient, task: ScreeningTask, deployed: Deployment,
+def write_back(client: OrthancClient, task: TaskDefinition, deployed: Deployment,
                prepared: list[PreparedExam], rows: list[ExamRow], heatmaps: np.ndarray) -> dict[str, int]:
     """One SR and one heatmap series per exam into its study (earlier ones replaced).
 
@@ -58,7 +58,7 @@ def write_back(client: OrthancClient, task: ScreeningTask, deployed: Deployment,
     return {"exams": len(rows), "stored": stored, "replaced": replaced}
 
 
-def worklist(task: ScreeningTask, study_date: str, deployed: Deployment, prepared: list[PreparedExam],
+def worklist(task: TaskDefinition, study_date: str, deployed: Deployment, prepared: list[PreparedExam],
              rows: list[ExamRow], heatmaps: np.ndarray, reason: str, orthanc_url: str,
              shadow: dict[str, Any] | None, quarantined: int) -> NightFiles:
     """The night's page, CSV and JSON, and the index of nights."""

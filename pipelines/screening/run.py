@@ -32,7 +32,7 @@ from pipelines.pacs.client import OrthancClient
 from pipelines.screening import capture, collect, publish, results, shadow
 from pipelines.screening import suspicion as scoring
 from pipelines.screening.notice import announce
-from pipelines.tasks import ScreeningTask, get_task
+from pipelines.tasks import TaskDefinition, get_task
 from pipelines.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def score_views(triton: TritonClient, deployed: Deployment, images: np.ndarray,
     return out["probability"].reshape(-1), out["heatmap"][:, 0]
 
 
-def aggregate(task: ScreeningTask, deployed: Deployment, prepared: list[collect.PreparedExam],
+def aggregate(task: TaskDefinition, deployed: Deployment, prepared: list[collect.PreparedExam],
               probs: np.ndarray, capacity: int | None) -> tuple[list[results.ExamRow], str]:
     """Exam rows (score, suspicion, flag) and why exams are flagged."""
     cuts = scoring.parse_cuts(deployed.suspicion_cuts)
@@ -76,7 +76,7 @@ def aggregate(task: ScreeningTask, deployed: Deployment, prepared: list[collect.
         views = tuple(results.ViewRow(v.view, float(probs[i + k]), v.qc, v.device)
                       for k, v in enumerate(exam.views.values()))
         i += len(views)
-        score, all_flagged = scoring.exam_score(
+        score, all_flagged = scoring.score_without(
             task, {v.view: v.score for v in views}, [v.view for v in views if v.qc.discounted])
         rows.append(results.ExamRow(exam.exam_id, score, scoring.suspicion(score, cuts), False, views,
                                     all_flagged))
@@ -91,7 +91,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResu
     spec = get_task(task)
     deployed = current_deployment(spec.triton_model)
     shadow_dep = find("shadow", spec.triton_model)
-    height, width = spec.image_height or s.image_height, spec.image_width or s.image_width
+    height, width = spec.input_size()
     rid = results.run_id(spec.name, study_date, deployed.model_version)
     timer = StageTimer()
     results.start(rid, spec.name, study_date, deployed.model_name, deployed.model_version,

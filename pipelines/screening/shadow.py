@@ -17,7 +17,7 @@ from pipelines.domain import ShadowAgreement
 from pipelines.errors import RadflowError
 from pipelines.screening import suspicion as scoring
 from pipelines.screening.results import ExamRow
-from pipelines.tasks import ScreeningTask
+from pipelines.tasks import TaskDefinition
 from pipelines.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def agreement(champion: np.ndarray, shadow: np.ndarray, champion_flags: np.ndarr
 
 
 def score(triton: TritonClient, batch_size: int, images: np.ndarray, exams: list[ExamRow],
-          study_date: str, champion: Deployment, task: ScreeningTask) -> ShadowAgreement | None:
+          study_date: str, champion: Deployment, task: TaskDefinition) -> ShadowAgreement | None:
     """Score the night's views (`images`, exam by exam in view order) with the task's
     shadow, discounting the views the champion discounted; store its results and return
     the agreement. None when no shadow is deployed."""
@@ -59,7 +59,7 @@ def score(triton: TritonClient, batch_size: int, images: np.ndarray, exams: list
         views = {v.view: float(probs[i + k]) for k, v in enumerate(exam.views)}
         i += len(views)
         skip = [] if exam.all_flagged else [v.view for v in exam.views if v.qc.discounted]
-        exam_scores.append(scoring.exam_score(task, views, skip)[0])
+        exam_scores.append(scoring.score_without(task, views, skip)[0])
     exam_ids = [e.exam_id for e in exams]
     champion_scores = np.array([e.score for e in exams])
     scores = np.array(exam_scores, dtype=np.float64)

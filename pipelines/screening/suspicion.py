@@ -17,22 +17,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pipelines.errors import PermanentError
-from pipelines.scoring import LEVELS, SUSPICION_TAG
-from pipelines.scoring import exam_score as breast_mean_exam_max
-from pipelines.tasks import ScreeningTask
+from pipelines.scoring import LEVELS, SUSPICION_TAG, exam_score
+from pipelines.tasks import TaskDefinition
 
 
-def exam_score(task: ScreeningTask, view_scores: Mapping[str, float],
-               discounted: Sequence[str]) -> tuple[float, bool]:
-    """The exam score without the discounted views; (score, whether all views were kept
-    because every one was flagged)."""
+def score_without(task: TaskDefinition, view_scores: Mapping[str, float],
+                  discounted: Sequence[str]) -> tuple[float, bool]:
+    """The exam score (pipelines.scoring.exam_score, the task's aggregation) without the
+    discounted views; (score, whether all views were kept because every one was flagged)."""
     kept = {v: s for v, s in view_scores.items() if v not in discounted}
     all_flagged = not kept
-    kept = kept or dict(view_scores)
-    if task.aggregation == "breast_mean_exam_max":
-        return breast_mean_exam_max(kept), all_flagged
-    values = np.array(list(kept.values()), dtype=np.float64)
-    return float(values.max() if task.aggregation == "max" else values.mean()), all_flagged
+    return exam_score(kept or dict(view_scores), task.aggregation), all_flagged
 
 
 def parse_cuts(tag: str | None) -> list[float]:

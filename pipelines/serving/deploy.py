@@ -36,7 +36,7 @@ from pipelines.publish import publish_dir
 from pipelines.scoring import SUSPICION_TAG
 from pipelines.serving import repository
 from pipelines.serving.switch import switch
-from pipelines.tasks import ScreeningTask, get_task
+from pipelines.tasks import TaskDefinition, get_task
 from pipelines.tracking import mlflow_client, model_uri
 from pipelines.triton_client import TritonClient
 
@@ -100,7 +100,7 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
         keep, keep_sha = old, current.sha256
     triton = TritonClient(s)
     smoke = switch(triton, model, version, expected, old, keep_sha if old is not None else "",
-                   mv.name, keep, image_size(spec))
+                   mv.name, keep, spec.input_size())
     dep = Deployment(
         model_name=mv.name, model_version=str(version), triton_model=model, triton_version=version,
         operating_point=float((mv.tags or {}).get("operating_point", 0.5)), sha256=expected,
@@ -110,7 +110,7 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
     record(dep)
     log.info("deploy: %s v%d serving as %s (slot %s, previous %s)", mv.name, version, model, slot_, keep)
     if slot_ == "champion" and spec.preprocessing == "mammogram":
-        load_ensemble(triton, spec.triton_model, version)
+        load_ensemble(triton, spec, version)
     return _result(dep, smoke, "deployed")
 
 
@@ -139,7 +139,7 @@ def rollback(slot: str = "champion", task: str = "mammo") -> DeployResult:
     expected = integrity.registered_sha(mv)
     triton = TritonClient(get_settings())
     smoke = switch(triton, current.triton_model, prev, expected, current.triton_version,
-                   current.sha256, current.model_name, current.triton_version, image_size(spec))
+                   current.sha256, current.model_name, current.triton_version, spec.input_size())
     dep = Deployment(
         model_name=current.model_name, model_version=str(prev), triton_model=current.triton_model,
         triton_version=prev, operating_point=float((mv.tags or {}).get("operating_point", 0.5)),
@@ -152,17 +152,18 @@ def rollback(slot: str = "champion", task: str = "mammo") -> DeployResult:
     return _result(dep, smoke, "rolled_back")
 
 
-def load_ensemble(triton: TritonClient, classifier: str, version: int) -> None:
-    """(Re)write and load the preprocessing model and the ensemble over the champion.
+def load_ensemble(triton: TritonClient, spec: TaskDefinition, version: int) -> None:
+    """(Re)write and load the preprocessing model and the ensemble over the task's champion,
+    at the task's input size.
 
     Raises:
         DeploymentFailed: they did not load; the classifier `version` is serving regardless.
     """
     s = get_settings()
+    classifier = spec.triton_model
     name = repository.ensemble_name(classifier)
     try:
-        repository.write_static(s.triton_repository, classifier, s.triton_profile,
-                                s.image_height, s.image_width)
+        repository.write_static(s.triton_repository, classifier, s.triton_profile, *spec.input_size())
         triton.load(name)
     except Exception as exc:
         raise DeploymentFailed(f"{classifier} v{version} is serving, but {name} (preprocessing "
@@ -186,11 +187,6 @@ def undeploy(slot: str, task: str = "mammo") -> UndeployResult:
     remove(slot_, spec.triton_model)
     log.info("undeploy: slot %s (%s) no longer served", slot_, current.triton_model)
     return UndeployResult(slot=slot_, name=current.name, triton_model=current.triton_model, unloaded=models)
-
-
-def image_size(task: ScreeningTask) -> tuple[int, int]:
-    s = get_settings()
-    return task.image_height or s.image_height, task.image_width or s.image_width
 
 
 def run(alias: str = "champion", task: str = "mammo") -> DeployResult:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from pipelines.params import TrainParams
-from pipelines.scoring import exam_table
+from pipelines.scoring import Aggregation, exam_table
 from pipelines.training.data import Split
 from pipelines.training.model import LAYER_GROUPS, ViewClassifier
 
@@ -61,22 +61,25 @@ def predict(model: ViewClassifier, images: np.ndarray, batch_size: int = 64) -> 
     return view_scores(model.eval(), images, batch_size)
 
 
-def exam_scores(model: ViewClassifier, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """(exam scores, exam labels) of a split, aggregated as everywhere (aggregate.py)."""
-    exams = exam_table(split.rows(), predict(model, split.images))
+def exam_scores(model: ViewClassifier, split: Split,
+                aggregation: Aggregation = "breast_mean_exam_max") -> tuple[np.ndarray, np.ndarray]:
+    """(exam scores, exam labels) of a split, aggregated as everywhere (pipelines/scoring.py)."""
+    exams = exam_table(split.rows(), predict(model, split.images), aggregation)
     return exams.score.to_numpy(), exams.label.to_numpy()
 
 
-def exam_auc(model: ViewClassifier, split: Split) -> float:
+def exam_auc(model: ViewClassifier, split: Split,
+             aggregation: Aggregation = "breast_mean_exam_max") -> float:
     from sklearn.metrics import roc_auc_score
 
-    scores, labels = exam_scores(model, split)
+    scores, labels = exam_scores(model, split, aggregation)
     return float(roc_auc_score(labels, scores))
 
 
-def operating_point(model: ViewClassifier, split: Split, sensitivity: float) -> float:
+def operating_point(model: ViewClassifier, split: Split, sensitivity: float,
+                    aggregation: Aggregation = "breast_mean_exam_max") -> float:
     """The highest threshold whose exam-level sensitivity on `split` reaches `sensitivity`."""
-    scores, labels = exam_scores(model, split)
+    scores, labels = exam_scores(model, split, aggregation)
     positives = np.sort(scores[labels == 1])[::-1]
     k = max(1, int(np.ceil(sensitivity * len(positives))))
     return float(positives[k - 1])
@@ -145,10 +148,10 @@ def _drop_frozen_gradients(model: ViewClassifier, groups: set[str]) -> None:
 
 
 def fit(train: Split, val: Split, params: TrainParams, base: ViewClassifier | None = None,
-        ) -> tuple[ViewClassifier, list[dict[str, float]]]:
+        aggregation: Aggregation = "breast_mean_exam_max") -> tuple[ViewClassifier, list[dict[str, float]]]:
     """Train from scratch, or fine-tune `base`; returns the model of the best validation
-    exam AUC and the per-epoch history. Stops after `params.patience` epochs without a
-    better validation AUC."""
+    exam AUC (exam scores by the task's `aggregation`) and the per-epoch history. Stops after
+    `params.patience` epochs without a better validation AUC."""
     seed_everything(params.seed)
     fine_tuning = base is not None
     model = base if base is not None else ViewClassifier(params.width, params.top_k)
@@ -179,7 +182,7 @@ def fit(train: Split, val: Split, params: TrainParams, base: ViewClassifier | No
             total += loss.item() * len(idx)
         secs = time.monotonic() - started
         _same_buffers(model)
-        auc = exam_auc(model, val)
+        auc = exam_auc(model, val, aggregation)
         history.append({"train_loss": total / len(order), "val_auc": auc, "epoch_s": secs,
                         "images_per_s": len(order) / max(secs, 1e-6),
                         "trainable_groups": float(len(groups))})

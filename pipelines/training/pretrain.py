@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipelines.config import get_settings
 from pipelines.domain import TrainResult
-from pipelines.params import load_params
+from pipelines.params import load_dataset_params, load_params
 from pipelines.tracking import mlflow_client
 from pipelines.training import data, fit
 
@@ -42,7 +42,8 @@ def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
     params = load_params(epochs=epochs or s.train_epochs, seed=seed)
     exams = int(frame.exam_id.nunique())
     frame = frame.assign(row=np.arange(len(frame)))
-    parts = data.split_patients(frame, params.val_fraction, params.test_fraction, seed)
+    fractions = load_dataset_params()  # the same patient split shares as the hospital's datasets
+    parts = data.split_patients(frame, fractions.val_fraction, fractions.test_fraction, seed)
     rows = {k: v.reset_index(drop=True) for k, v in parts.items()}
     splits = {k: data.to_split(v, images[v.row.to_numpy()]) for k, v in rows.items()}
     name = f"{s.registered_model}-base"

@@ -24,7 +24,8 @@ from pipelines.domain import TrainResult
 from pipelines.errors import NoTrainingData
 from pipelines.modelfiles.onnx import INPUT, ONNX_ARTIFACT_DIR, OUTPUTS
 from pipelines.params import TrainParams, load_params
-from pipelines.scoring import SUSPICION_TAG, suspicion_cuts
+from pipelines.scoring import SUSPICION_TAG, Aggregation, suspicion_cuts
+from pipelines.tasks import get_task
 from pipelines.tracking import mlflow_client
 from pipelines.training import data, fit, weights
 
@@ -68,7 +69,8 @@ def watermark_range(exam_ids: list[str]) -> tuple[int, int]:
 
 def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
              rows: dict[str, pd.DataFrame], history: list[dict[str, float]], *,
-             registered_model: str, alias: str, tags: dict[str, str]) -> tuple[str, dict[str, float]]:
+             registered_model: str, alias: str, tags: dict[str, str],
+             aggregation: Aggregation = "breast_mean_exam_max") -> tuple[str, dict[str, float]]:
     """Inside an active MLflow run: log params, history, the test evaluation, the weights
     file, the ONNX file and the model; register it under `alias`. Returns (version, metrics)."""
     import torch
@@ -81,15 +83,17 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     mlflow.set_tags({"git_sha": tracking.git_sha(), "data_contracts": tracking.contract_versions(),
                      **tags})
-    mlflow.log_params({**params.model_dump(), "image_height": s.image_height,
-                       "image_width": s.image_width, "views": sum(len(p) for p in rows.values())})
+    height, width = splits["train"].images.shape[2:]  # the dataset's model inputs
+    mlflow.log_params({**params.model_dump(), "image_height": height, "image_width": width,
+                       "views": sum(len(p) for p in rows.values())})
     for step, row in enumerate(history):
         mlflow.log_metrics(row, step=step)
-    val_auc = fit.exam_auc(model, splits["val"])
-    threshold = fit.operating_point(model, splits["val"], params.target_sensitivity)
-    cuts = suspicion_cuts(fit.exam_scores(model, splits["val"])[0])
+    val_auc = fit.exam_auc(model, splits["val"], aggregation)
+    threshold = fit.operating_point(model, splits["val"], params.target_sensitivity, aggregation)
+    cuts = suspicion_cuts(fit.exam_scores(model, splits["val"], aggregation)[0])
     test = splits["test"]
-    metrics = log_evaluation(model, rows["test"], test.images, threshold, split="test")
+    metrics = log_evaluation(model, rows["test"], test.images, threshold, split="test",
+                             aggregation=aggregation)
     mlflow.log_metrics({"val_auc": val_auc, "operating_point": threshold,
                         **{f"{k}_exams": v.exams for k, v in splits.items()}})
     folder = s.state / "training" / run_id
@@ -106,7 +110,7 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     version = str(info.registered_model_version)
     version_tags = {"operating_point": f"{threshold:.6f}", "test_auc": f"{metrics['test_auc']:.4f}",
                     "onnx_sha256": onnx_sha, SUSPICION_TAG: json.dumps(cuts),
-                    "input_shape": f"1,{s.image_height},{s.image_width}",
+                    "input_shape": f"1,{height},{width}",
                     **tags}
     for key, value in version_tags.items():
         client.set_model_version_tag(registered_model, version, key, value)
@@ -114,15 +118,18 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     return version, {"val_auc": val_auc, "operating_point": threshold, **metrics}
 
 
-def run(epochs: int | None = None, seed: int | None = None, base: str | None = None) -> TrainResult:
-    """Train (or fine-tune `base`: an MLflow model URI or a weights file), evaluate and
-    register; returns the new registered version."""
+def run(epochs: int | None = None, seed: int | None = None, base: str | None = None,
+        task: str = "mammo") -> TrainResult:
+    """Train (or fine-tune `base`: an MLflow model URI or a weights file) on the dataset of
+    `task` (pipelines/tasks.yaml), evaluate and register it under the task's registered
+    model; returns the new registered version."""
     import mlflow
 
     s = get_settings()
+    definition = get_task(task)
     params = load_params(epochs=epochs or s.train_epochs, seed=seed)
     base_model = weights.load(base) if base else None
-    dataset = frozen.load("mammo")  # the published DVC version: exactly the data trained on
+    dataset = frozen.load(definition.dataset)  # the published DVC version: exactly the data trained on
     rows = {k: v[v.label.notna()].reset_index(drop=True) for k, v in dataset.splits.items()}
     if any(p.empty for p in rows.values()):
         raise NoTrainingData(f"dataset version {dataset.version} has an empty split: "
@@ -132,18 +139,20 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
     mlflow_client()
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as active:
-        model, history = fit.fit(splits["train"], splits["val"], params, base=base_model)
+        model, history = fit.fit(splits["train"], splits["val"], params, base=base_model,
+                                 aggregation=definition.aggregation)
         version, metrics = register(
-            model, params, splits, rows, history, registered_model=s.registered_model,
+            model, params, splits, rows, history, registered_model=definition.registered_model,
+            aggregation=definition.aggregation,
             alias=CHALLENGER,
             tags={"stage": "train", "dataset_version": dataset.version,
                   "dataset_hash": dataset.version, "dataset_contract": dataset.contract,
                   "ingest_watermark_first": str(first), "ingest_watermark_last": str(last),
                   "base_model": base or "none (from scratch)"})
-    log.info("train: registered %s version %s as %s (test AUC %.3f)", s.registered_model,
+    log.info("train: registered %s version %s as %s (test AUC %.3f)", definition.registered_model,
              version, CHALLENGER, metrics["test_auc"])
     return TrainResult(
-        run_id=active.info.run_id, model_name=s.registered_model, model_version=version,
+        run_id=active.info.run_id, model_name=definition.registered_model, model_version=version,
         alias=CHALLENGER, test_auc=round(metrics["test_auc"], 4),
         val_auc=round(metrics["val_auc"], 4), operating_point=round(metrics["operating_point"], 6),
         train_exams=splits["train"].exams, val_exams=splits["val"].exams,

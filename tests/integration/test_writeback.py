@@ -93,9 +93,9 @@ def _referenced(ds: pydicom.Dataset, *sequences: str) -> set[str]:
 
 def test_rerun_replaces_and_references_resolve(stack: Stack, pushed: dict[str, Any],
                                                client: OrthancClient, tmp_path: Path) -> None:
-    studies = client.find_studies(DATE.replace("-", ""))
-    assert len(studies) == 2
-    target, other = studies
+    found = client.find_studies(DATE.replace("-", ""))
+    assert len(found) == 2
+    target, other = found
     before_target, before_other = _fingerprint(client, target), _fingerprint(client, other)
     assert len(before_target) == 5  # 4 views + the synthetic report SR
     datasets = studies.download(client, target, workers=2)

@@ -191,3 +191,13 @@ def test_an_unreachable_results_database_gives_one_json_error(
     code, out = main_json(capsys, "ingest", "--json")
     assert code == 1
     assert "error" in out and "pw@" not in out["error"]
+
+
+@pytest.mark.parametrize("command", [
+    ["train"], ["evaluate"], ["promote", "--reason", "r"], ["rollback", "--reason", "r"],
+    ["deploy"], ["screen", "--date", "2026-01-01"], ["monitor", "--date", "2026-01-01"],
+    ["monitor-reference", "--version", "1"]])
+def test_every_stage_of_the_loop_takes_the_task(command: list[str]) -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(command).task == "mammo"
+    assert parser.parse_args([*command, "--task", "cxr-nodule"]).task == "cxr-nodule"

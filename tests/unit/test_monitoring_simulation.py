@@ -101,7 +101,7 @@ class _FixedScorer:
 
 
 def test_pool_scores_discount_qc_flagged_views_as_screening_does() -> None:
-    from pipelines.screening.suspicion import exam_score
+    from pipelines.screening.suspicion import score_without
     from pipelines.tasks import get_task
 
     views = ("R-CC", "L-CC", "R-MLO", "L-MLO")
@@ -113,6 +113,6 @@ def test_pool_scores_discount_qc_flagged_views_as_screening_does() -> None:
     for i, (exam, row) in enumerate(zip(exams, rows, strict=True)):
         probs = dict(zip(views, (np.arange(4) + 4 * i + 1) / 10, strict=True))
         discounted = [v for v, f in zip(views, exam.flags, strict=True) if f]
-        assert row["score"] == pytest.approx(exam_score(get_task("mammo"), probs, discounted)[0])
+        assert row["score"] == pytest.approx(score_without(get_task("mammo"), probs, discounted)[0])
     assert rows[1]["score"] == pytest.approx(0.8)  # L-CC dropped: L is L-MLO alone (0.7 with it)
     assert rows[2]["score"] == pytest.approx(max(0.9 + 1.1, 1.0 + 1.2) / 2)  # all flagged: all kept

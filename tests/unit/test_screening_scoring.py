@@ -25,6 +25,15 @@ def test_the_builtin_tasks_define_mammography_and_a_chest_xray_task() -> None:
         "MG", ("R-CC", "L-CC", "R-MLO", "L-MLO"), "breast_mean_exam_max")
     assert (CHEST.modality, CHEST.body_part, CHEST.views, CHEST.triton_model) == (
         "DX", "CHEST", ("PA",), "cxr_nodule")
+    assert (MAMMO.dataset, MAMMO.policy, MAMMO.monitoring_reference) == ("mammo", "mammo-screening", "val")
+    assert (CHEST.dataset, CHEST.policy, CHEST.registered_model) == ("cxr-nodule", "cxr-nodule", "cxr-nodule")
+
+
+def test_every_task_names_a_policy_the_registry_has() -> None:
+    from pipelines.registry.policy import load_policy
+
+    for task in tasks.load().values():
+        assert load_policy(task.policy).promotion.subgroups
 
 
 def test_an_invalid_task_is_refused_naming_it(tmp_path: Path) -> None:
@@ -32,7 +41,7 @@ def test_an_invalid_task_is_refused_naming_it(tmp_path: Path) -> None:
                               "view_key": "position", "preprocessing": "radiograph",
                               "registered_model": "knee", "triton_model": "knee",
                               "aggregation": "breast_mean_exam_max"}}}
-    with pytest.raises(PermanentError, match="screening task 'knee' is invalid"):
+    with pytest.raises(PermanentError, match="task 'knee' is invalid"):
         tasks.parse(bad, "tasks.yaml")
     with pytest.raises(PermanentError, match="non-empty `tasks:`"):
         tasks.parse({"task": {}}, "tasks.yaml")
@@ -41,8 +50,8 @@ def test_an_invalid_task_is_refused_naming_it(tmp_path: Path) -> None:
 def task_with(**changes: object) -> dict[str, object]:
     body = {"modality": "MG", "body_part": "BREAST", "views": ["R-CC", "L-CC", "R-MLO", "L-MLO"],
             "view_key": "laterality-position", "preprocessing": "mammogram",
-            "registered_model": "mammo-screening", "triton_model": "mammo_screening",
-            "aggregation": "breast_mean_exam_max", "qc": "mammography"}
+            "registered_model": "mammo-screening", "policy": "mammo-screening", "dataset": "mammo",
+            "triton_model": "mammo_screening", "aggregation": "breast_mean_exam_max", "qc": "mammography"}
     return {"tasks": {"site-b": {**body, **changes}}}
 
 
@@ -62,7 +71,7 @@ def test_a_task_overrides_qc_limits_and_keeps_the_other_defaults() -> None:
 ])
 def test_bad_qc_limits_are_refused_when_the_file_is_read(limits: dict[str, float], qc: str,
                                                          named: str) -> None:
-    with pytest.raises(PermanentError, match=f"(?s)screening task 'site-b' is invalid.*{re.escape(named)}"):
+    with pytest.raises(PermanentError, match=f"(?s)task 'site-b' is invalid.*{re.escape(named)}"):
         tasks.parse(task_with(qc_limits=limits, qc=qc), "tasks.yaml")
 
 
@@ -87,13 +96,13 @@ def test_an_unknown_task_lists_the_known_ones(isolated_settings: Path) -> None:
 
 def test_flagged_views_are_left_out_of_the_exam_score() -> None:
     views = {"R-CC": 0.9, "R-MLO": 0.8, "L-CC": 0.1, "L-MLO": 0.2}
-    assert scoring.exam_score(MAMMO, views, []) == (pytest.approx(0.85), False)
+    assert scoring.score_without(MAMMO, views, []) == (pytest.approx(0.85), False)
     # the right breast is then its MLO alone; the exam is still the higher breast
-    assert scoring.exam_score(MAMMO, views, ["R-CC"]) == (pytest.approx(0.8), False)
-    assert scoring.exam_score(MAMMO, views, ["R-CC", "R-MLO"]) == (pytest.approx(0.15), False)
+    assert scoring.score_without(MAMMO, views, ["R-CC"]) == (pytest.approx(0.8), False)
+    assert scoring.score_without(MAMMO, views, ["R-CC", "R-MLO"]) == (pytest.approx(0.15), False)
     # every view flagged: scored on all of them, and said so
-    assert scoring.exam_score(MAMMO, views, list(views)) == (pytest.approx(0.85), True)
-    assert scoring.exam_score(CHEST, {"PA": 0.4}, []) == (0.4, False)
+    assert scoring.score_without(MAMMO, views, list(views)) == (pytest.approx(0.85), True)
+    assert scoring.score_without(CHEST, {"PA": 0.4}, []) == (0.4, False)
 
 
 def test_suspicion_follows_the_validation_deciles() -> None:

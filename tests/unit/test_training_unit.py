@@ -181,3 +181,16 @@ def test_screening_scores_an_exam_as_training_does() -> None:
     rows = pd.DataFrame({"exam_id": ["e"] * 4, "laterality": [v[0] for v in views]})
     assert exam_score(views) == pytest.approx(0.7)  # the left breast: (0.8 + 0.6) / 2
     assert exam_score(views) == pytest.approx(exam_table(rows, np.array(list(views.values()))).score[0])
+
+
+@pytest.mark.parametrize(("aggregation", "expected"), [("max", 0.8), ("mean", 0.45)])
+def test_a_task_without_breasts_aggregates_its_views_directly(aggregation: str, expected: float) -> None:
+    from pipelines.scoring import exam_score, exam_table
+
+    rows = pd.DataFrame({"exam_id": ["a", "a", "b"], "label": [0, 1, 0]})
+    exams = exam_table(rows, np.array([0.1, 0.8, 0.3]), aggregation)  # type: ignore[arg-type]
+    a = {"max": 0.8, "mean": 0.45}[aggregation]
+    assert exams.exam_id.tolist() == ["a", "b"] and exams.label.tolist() == [1, 0]
+    assert exams.score.tolist() == pytest.approx([a, 0.3])
+    assert "score_R" not in exams
+    assert exam_score({"PA": 0.1, "LAT": 0.8}, aggregation) == pytest.approx(expected)  # type: ignore[arg-type]
