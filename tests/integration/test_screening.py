@@ -137,8 +137,8 @@ def test_a_chest_xray_task_is_configuration_plus_a_model(
     register_versions(stack, "cxr-nodule", [(128, 96)], tmp_path_factory.mktemp("cxr"))
     stack.radflow("synth-chest", "--exams", "3", "--date", CHEST_NIGHT, "--seed", "5", "--size", "256")
     stack.wait_stable()
-    stack.radflow("promote", "--version", "1", "--reason", "first champion", login="admin",
-                  env={**stack.login_env("admin"), "RADFLOW_REGISTERED_MODEL": "cxr-nodule"})
+    stack.radflow("promote", "--task", "cxr-nodule", "--version", "1", "--reason", "first champion",
+                  login="admin", env=stack.login_env("admin"))
     deployed = stack.radflow("deploy", "--task", "cxr-nodule", "--model-uri", "models:/cxr-nodule/1")
     assert deployed["triton_model"] == "cxr_nodule"
     out = stack.radflow("screen", "--task", "cxr-nodule", "--date", CHEST_NIGHT)
