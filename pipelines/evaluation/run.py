@@ -20,7 +20,7 @@ from pipelines.domain import StageResult
 from pipelines.errors import NoTrainingData
 from pipelines.frozen import load_split
 from pipelines.modelfiles.inference import view_scores
-from pipelines.scoring import Aggregation
+from pipelines.scoring import Aggregation, exam_table
 from pipelines.tasks import get_task
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ def operating_point(version: ModelVersion, model: Any, dataset: str,
     at the training target sensitivity."""
     from pipelines.metrics.binary import threshold_for_sensitivity
     from pipelines.params import load_params
-    from pipelines.scoring import exam_table
 
     tagged = (version.tags or {}).get("operating_point")
     if tagged is not None:

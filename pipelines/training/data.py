@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from pipelines import frozen
 from pipelines.errors import NoTrainingData
-from pipelines.imaging.storage import from_lake
 
 MIN_EXAMS_PER_SPLIT = 3
 
@@ -58,6 +58,6 @@ def _usable(part: pd.DataFrame) -> bool:
 def to_split(part: pd.DataFrame, images: np.ndarray | None = None) -> Split:
     """The views of a split, their images loaded from the lake unless given [N, 1, H, W]."""
     if images is None:
-        images = np.stack([from_lake(np.load(p)) for p in part.image_path])[:, None]
+        images = frozen.images(part)
     return Split(images=images, labels=part.label.to_numpy(np.float32),
                  exam_ids=part.exam_id.to_numpy(), laterality=part.laterality.to_numpy())
