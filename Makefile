@@ -39,7 +39,7 @@ test: bootstrap
 	$(VENV)/bin/ruff check pipelines dags tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --durations=25
 
 test-fast: bootstrap
 	$(VENV)/bin/python -m pytest -m "not integration"

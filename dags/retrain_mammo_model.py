@@ -67,7 +67,7 @@ def retrain_mammo_model() -> None:
 
     @task(outlets=[VALIDATED_MAMMO_DATASET])
     def build_dataset(validated: dict) -> dict:
-        from pipelines.datasets import build
+        from pipelines.datasets import run as build
         from pipelines.orchestration.tasks import call_stage
 
         return call_stage(build.run)

@@ -51,13 +51,14 @@ def _ingest(args: argparse.Namespace) -> Any:
 def _validate(args: argparse.Namespace) -> Any:
     from pipelines.validation import run
 
-    return run.run(suite=args.suite, version=args.contract_version, data_docs=not args.no_data_docs)
+    return run.run(suite=args.suite, version=args.contract_version, data_docs=not args.no_data_docs,
+                   task=args.task)
 
 
 def _build_dataset(args: argparse.Namespace) -> Any:
-    from pipelines.datasets import build
+    from pipelines.datasets import run as build
 
-    return build.run(name=args.name, seed=args.seed, remote=args.remote)
+    return build.run(task=args.task, seed=args.seed, remote=args.remote)
 
 
 def _evaluate(args: argparse.Namespace) -> Any:
@@ -70,7 +71,8 @@ def _train(args: argparse.Namespace) -> Any:
     from pipelines.monitoring import reference
     from pipelines.training import run
 
-    trained = run.run(epochs=args.epochs, seed=args.seed, base=args.base, task=args.task)
+    trained = run.run(epochs=args.epochs, seed=args.seed, base=args.base, task=args.task,
+                      patience=args.patience)
     reference.build_for_version(trained.model_version, task=args.task)  # what monitoring compares with
     return trained
 
@@ -118,11 +120,11 @@ def _deploy(args: argparse.Namespace) -> Any:
 def _serving_repo(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
-    from pipelines.config import get_settings
     from pipelines.serving import repository
+    from pipelines.tasks import get_task
 
-    s = get_settings()
-    written = repository.generate(Path(args.out), args.profile, s.triton_model, s.image_height, s.image_width)
+    task = get_task(args.task)
+    written = repository.generate(Path(args.out), args.profile, task.triton_model, *task.input_size())
     return {"profile": args.profile, "repository": args.out, "configs": [str(p) for p in written]}
 
 
@@ -230,22 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="at most this many studies")
 
     p = add("validate", _validate, "check the manifest against a data contract (Great Expectations)")
-    p.add_argument("--suite", default="mammo_manifest",
-                   help="data_contracts/<suite>.v<N>.json (mammo_manifest, mammo_dataset)")
+    p.add_argument("--suite", default=None,
+                   help="data_contracts/<suite>.v<N>.json (default: the task's manifest_contract; "
+                        "its dataset_contract checks the frozen dataset)")
     p.add_argument("--contract-version", type=int, default=None,
                    help="pin contract version N (default: the latest)")
     p.add_argument("--no-data-docs", action="store_true", help="skip rendering the GX Data Docs HTML")
+    with_task(p)
 
     p = add("build-dataset", _build_dataset,
             "freeze the validated manifest into a patient-split dataset versioned with DVC")
-    p.add_argument("--name", default=None, help="dataset name (default: params.yaml dataset.name)")
     p.add_argument("--seed", type=int, default=None, help="orders new patients for split assignment")
     p.add_argument("--remote", default=None, help="DVC remote URL (default <state>/dvc-remote)")
+    with_task(p)
 
     p = add("train", _train, "train the view classifier on the frozen dataset, log to MLflow, "
                              "register it as challenger")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without a better validation AUC before stopping (params.yaml train.patience)")
     p.add_argument("--base", default=None,
                    help="fine-tune this base model: an MLflow model URI (models:/NAME@ALIAS, "
                         "models:/NAME/VERSION, runs:/ID) or a weights file (.pt)")
@@ -292,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
             "adapters) for the cpu or gpu profile, e.g. for the production Triton container")
     p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--out", required=True, help="repository folder to write")
+    with_task(p)
 
     p = add("screen", _screen, "screen one study date's exams: QC, Triton, results, PACS write-back, "
             "worklist, notification")

@@ -45,7 +45,6 @@ class RadflowSettings(BaseSettings):
     mlflow_admin_username: str = "admin"  # the embedded server's admin (creates the users)
     mlflow_admin_password: SecretStr | None = None  # else <state>/secrets/mlflow.env
     mlflow_experiment: str = "mammo-screening"
-    registered_model: str = "mammo-screening"
     # The registered-model policy (gates, approver logins); default mlflow/registered_models.yaml
     registry_policy_file: Path | None = None
 
@@ -55,7 +54,6 @@ class RadflowSettings(BaseSettings):
     triton_metrics_port: int = 8002
     triton_url: str | None = None
     triton_repo: Path | None = None
-    triton_model: str = "mammo_screening"
     # Which generated configs deploy writes: "cpu" (Python backend running onnxruntime) or
     # "gpu" (onnxruntime backend with TensorRT, KIND_GPU), see pipelines/serving/repository.py.
     triton_profile: Literal["cpu", "gpu"] = "cpu"

@@ -23,6 +23,7 @@ from pipelines.orchestration import api
 from pipelines.pacs.client import OrthancClient
 from pipelines.stack import manage
 from pipelines.synth.run import run as synth
+from pipelines.tasks import get_task
 
 log = logging.getLogger(__name__)
 SITES = ("general", "north")
@@ -96,10 +97,11 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
     with db.get_engine().connect() as conn:
         rows = conn.execute(sa.select(db.exam_results).where(
             db.exam_results.c.study_date == night)).mappings().all()
-    dep = current_deployment()
+    mammo = get_task("mammo")
+    dep = current_deployment(mammo.triton_model)
     from pipelines.tracking import mlflow_client
 
-    champion = mlflow_client().get_model_version(s.registered_model, dep.model_version)
+    champion = mlflow_client().get_model_version(mammo.registered_model, dep.model_version)
     return {
         "test_auc": float(champion.tags.get("test_auc", "nan")),
         "orthanc": stack["services"]["orthanc"]["url"], "mlflow": stack["services"]["mlflow"]["url"],

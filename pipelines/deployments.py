@@ -39,10 +39,9 @@ class Deployment:
     task: str = "mammo"  # the version's validation deciles (JSON), for suspicion 1-10
 
 
-def triton_name(slot: Slot, base: str | None = None) -> str:
-    """The Triton model serving a slot of the task whose champion model is `base`
-    (default: RADFLOW_TRITON_MODEL, the mammography task's)."""
-    base = base or get_settings().triton_model
+def triton_name(slot: Slot, base: str) -> str:
+    """The Triton model serving a slot of the task whose champion model is `base` (the
+    task's `triton_model`)."""
     return base if slot == "champion" else f"{base}_shadow"
 
 
@@ -61,11 +60,11 @@ def record(dep: Deployment) -> None:
     write_text(_folder() / f"{dep.triton_model}.json", json.dumps(dataclasses.asdict(dep), indent=2))
 
 
-def remove(slot: Slot, base: str | None = None) -> None:
+def remove(slot: Slot, base: str) -> None:
     (_folder() / f"{triton_name(slot, base)}.json").unlink(missing_ok=True)
 
 
-def find(slot: Slot, base: str | None = None) -> Deployment | None:
+def find(slot: Slot, base: str) -> Deployment | None:
     """The slot's deployment, or None when nothing is deployed there."""
     path = _folder() / f"{triton_name(slot, base)}.json"
     if not path.exists():
@@ -83,7 +82,7 @@ def by_name(name: str) -> Deployment | None:
     return next((d for d in all_deployments() if d.name == name), None)
 
 
-def current_deployment(base: str | None = None) -> Deployment:
+def current_deployment(base: str) -> Deployment:
     """The deployed champion (of the task whose Triton model is `base`); PermanentError
     when nothing was deployed yet."""
     found = find("champion", base)

@@ -20,6 +20,9 @@ ADDED = ("pixel_std", "image_file", "split")
 
 # The reviewed Triton model repository (config.pbtxt and model.py adapters) deploy copies from.
 TRITON_TEMPLATES = PROJECT_DIR / "serving" / "triton_repo"
+# The one Python-backend adapter every task's classifier versions run (ONNX in; probability
+# and heatmap out): deploy copies it into each version folder, integrity compares with it.
+CLASSIFIER_ADAPTER = TRITON_TEMPLATES / "mammo_screening" / "model.py"
 
 
 def exam_dir(lake: Path, study_date: str, exam_id: str) -> Path:

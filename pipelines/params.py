@@ -26,11 +26,11 @@ UNFREEZE_GROUPS = ("stem", "features", "saliency")
 class DatasetParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = "mammo"
+    # the dataset's name and contract are its task's (pipelines/tasks.yaml: dataset,
+    # dataset_contract); these are how any task's dataset is split and where it is pushed
     seed: int = 42
     val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
     test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
-    contract: str = "mammo_dataset"
     # DVC remote URL (a folder, s3://...). None: the local remote <state>/dvc-remote.
     remote: str | None = None
 

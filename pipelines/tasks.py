@@ -42,6 +42,12 @@ class TaskDefinition(BaseModel):
     registered_model: str
     policy: str  # the entry of mlflow/registered_models.yaml promotion applies
     dataset: str  # the frozen dataset (<state>/datasets/<dataset>) of training, evaluation, promotion
+    manifest_contract: str  # data contract of the task's rows of the ingest manifest
+    dataset_contract: str  # data contract of its frozen dataset
+    # how ingest labels an exam from its report: BI-RADS per breast, or an affirmed
+    # (not negated) mention of one of `finding_terms` (pipelines/labels/findings.py)
+    labels: Literal["birads", "findings"] = "birads"
+    finding_terms: tuple[str, ...] = ()
     monitoring_reference: Literal["train", "val", "test"] = "val"  # the split the reference is built from
     triton_model: str
     aggregation: Aggregation
@@ -61,6 +67,10 @@ class TaskDefinition(BaseModel):
             raise ValueError(f"views {list(self.views)} must be LATERALITY-POSITION, e.g. R-CC")
         if self.aggregation == "breast_mean_exam_max" and self.view_key != "laterality-position":
             raise ValueError("breast_mean_exam_max needs views with a laterality")
+        if self.labels == "findings" and not self.finding_terms:
+            raise ValueError("labels: findings needs finding_terms (the words of a positive finding)")
+        if self.labels == "birads" and self.view_key != "laterality-position":
+            raise ValueError("labels: birads labels breasts, so the views need a laterality")
         return self
 
     @model_validator(mode="after")
@@ -122,7 +132,25 @@ def parse(definitions: Mapping[str, object], source: str) -> dict[str, TaskDefin
             out[str(name)] = TaskDefinition(name=str(name), **dict(body or {}))
         except (ValidationError, TypeError) as exc:
             raise PermanentError(f"{source}: task {name!r} is invalid: {exc}") from exc
+    by_modality: dict[str, str] = {}
+    for name, task in out.items():  # ingest labels a study by the task of its modality
+        if task.modality in by_modality:
+            raise PermanentError(f"{source}: tasks {by_modality[task.modality]!r} and {name!r} both "
+                                 f"take modality {task.modality}; ingest needs one task per modality")
+        by_modality[task.modality] = name
     return out
+
+
+def for_modality(modality: str) -> TaskDefinition | None:
+    """The task of the configured tasks file whose studies have `modality`, if any."""
+    return next((t for t in configured().values() if t.modality == modality), None)
+
+
+def configured() -> dict[str, TaskDefinition]:
+    """Every task of the configured tasks file (RADFLOW_SCREENING_TASKS_FILE or the built-in)."""
+    from pipelines.config import get_settings
+
+    return load(get_settings().screening_tasks_file or BUILTIN)
 
 
 @functools.cache
@@ -138,9 +166,7 @@ def get_task(name: str) -> TaskDefinition:
     Raises:
         PermanentError: no such task (the known ones are listed).
     """
-    from pipelines.config import get_settings
-
-    tasks = load(get_settings().screening_tasks_file or BUILTIN)
+    tasks = configured()
     if name not in tasks:
         raise PermanentError(f"unknown task {name!r}: defined are {', '.join(sorted(tasks))}")
     return tasks[name]

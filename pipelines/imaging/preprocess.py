@@ -124,6 +124,20 @@ def model_input(display: np.ndarray, mirror: bool, height: int, width: int) -> n
     return np.clip(resize(rescale(arr), height, width), 0.0, 1.0)
 
 
+def radiograph_input(display: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Displayed pixels of a radiograph to the model input: the whole image, scaled and resized."""
+    return np.clip(resize(rescale(display), height, width), 0.0, 1.0)
+
+
+def task_input(display: np.ndarray, ds: Dataset, view: str, preprocessing: str, height: int,
+               width: int) -> np.ndarray:
+    """The model input of one view by a task's `preprocessing` (pipelines/tasks.yaml):
+    `mammogram` (oriented by its laterality, cropped to the breast) or `radiograph`."""
+    if preprocessing == "radiograph":
+        return radiograph_input(display, height, width)
+    return model_input(display, chest_wall_is_right(ds, view[0]), height, width)
+
+
 def preprocess(ds: Dataset, laterality: str, height: int, width: int, *,
                decode_timeout_s: float | None = None) -> np.ndarray:
     """The model input of one view: float32 [height, width] in [0, 1].

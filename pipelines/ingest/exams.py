@@ -15,15 +15,17 @@ import numpy as np
 
 from pipelines.config import get_settings
 from pipelines.deid import burned_in_annotation, without_pixel_data
-from pipelines.domain import SCREENING_VIEWS
 from pipelines.errors import InvalidStudy
 from pipelines.imaging.burned_in import find_text_lines, mask_lines
-from pipelines.imaging.preprocess import chest_wall_is_right, model_input, view_pixels
+from pipelines.imaging.preprocess import task_input, view_pixels
 from pipelines.ingest.reports import report_text
 from pipelines.labels.birads import BiradsReading, read_report
 from pipelines.labels.density import read_density
+from pipelines.labels.findings import PROVENANCE as FINDINGS
+from pipelines.labels.findings import label_from_report
 from pipelines.labels.pathology import label_views
-from pipelines.pacs.policy import ExamPolicy, select
+from pipelines.pacs.policy import NON_IMAGE_MODALITIES, RADFLOW_MANUFACTURER, ExamPolicy, select_for_task
+from pipelines.tasks import TaskDefinition, configured, for_modality
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -61,24 +63,44 @@ def header_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def pick_views(datasets: list[Dataset], label: str,
-               policy: ExamPolicy | None = None) -> tuple[dict[str, Dataset], str]:
-    """The four screening views and the report text of one study, by the declared policy.
+def study_task(datasets: list[Dataset], label: str) -> TaskDefinition:
+    """The task (pipelines/tasks.yaml) whose modality the study's images have.
 
     Raises:
-        InvalidStudy: the policy refuses the study (see pipelines/pacs/policy.py).
+        InvalidStudy: no image of the study has the modality of a configured task.
     """
-    chosen = select(datasets, label, policy or ExamPolicy.from_settings())
+    modalities = sorted({str(ds.get("Modality", "") or "missing") for ds in datasets
+                         if str(ds.get("Manufacturer", "") or "") != RADFLOW_MANUFACTURER}
+                        - NON_IMAGE_MODALITIES)
+    for modality in modalities:
+        if (task := for_modality(modality)) is not None:
+            return task
+    taken = ", ".join(f"{t.modality} ({name})" for name, t in sorted(configured().items()))
+    raise InvalidStudy(f"exam {label}: modality {', '.join(modalities) or 'none'} is no task's: "
+                       f"the tasks take {taken}")
+
+
+def pick_views(datasets: list[Dataset], label: str, policy: ExamPolicy | None = None,
+               task: TaskDefinition | None = None) -> tuple[dict[str, Dataset], str]:
+    """The task's views and the report text of one study (the study's task by default).
+
+    Raises:
+        InvalidStudy: the study is no task's, or its task's selection refuses it (see
+            pipelines/pacs/policy.py).
+    """
+    chosen = select_for_task(datasets, task or study_task(datasets, label), label, policy)
     return chosen.views, "\n".join(report_text(ds) for ds in chosen.reports)
 
 
 def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:
-    """The non-identifying manifest attributes of one view."""
+    """The non-identifying manifest attributes of one view ("R-CC" or a position, "PA")."""
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [0.0]
     age = str(ds.get("PatientAge", "") or "")
+    side, _, position = view.rpartition("-")
+    stated = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "U")[:1].upper()
     return {
-        "laterality": view[0],
-        "view_position": view.split("-")[1],
+        "laterality": side or stated,  # U (unpaired) for a chest
+        "view_position": position,
         "modality": str(ds.Modality),
         "manufacturer": str(ds.get("Manufacturer", "") or "UNKNOWN"),
         "rows": int(ds.Rows),
@@ -91,8 +113,10 @@ def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:
     }
 
 
-def view_input(ds: Dataset, view: str, height: int, width: int, label: str) -> tuple[np.ndarray, bool]:
-    """The model input of one view and whether burned-in text was masked in it.
+def view_input(ds: Dataset, view: str, height: int, width: int, label: str,
+               preprocessing: str = "mammogram") -> tuple[np.ndarray, bool]:
+    """The model input of one view (by the task's preprocessing) and whether burned-in text
+    was masked in it.
 
     Raises:
         InvalidStudy: the header declares burned-in annotation, text is found in the pixels
@@ -113,42 +137,56 @@ def view_input(ds: Dataset, view: str, height: int, width: int, label: str) -> t
                            f"({where}); policy burned_in_text=quarantine")
     if lines:
         display = mask_lines(display, lines)
-    return model_input(display, chest_wall_is_right(ds, view[0]), height, width), bool(lines)
+    return task_input(display, ds, view, preprocessing, height, width), bool(lines)
 
 
-def assemble(datasets: list[Dataset], label: str, height: int, width: int,
+def _labels(text: str, task: TaskDefinition, label: str, views: tuple[str, ...]
+            ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """The report's BI-RADS categories by breast and each view's label attributes."""
+    if task.labels == "findings":
+        value = label_from_report(text, task.finding_terms)
+        source = FINDINGS if value is not None else "none"
+        return {}, {v: {"birads": None, "label": value, "label_source": source, "density": None}
+                    for v in views}
+    reading = read_report(text) if text else BiradsReading({}, {})
+    labels = label_views(label, reading, {}, views=views)
+    density = read_density(text) if text else None
+    return reading.categories, {v: {"birads": labels[v].birads, "label": labels[v].label,
+                                    "label_source": labels[v].provenance, "density": density}
+                                for v in views}
+
+
+def assemble(datasets: list[Dataset], label: str, height: int | None = None, width: int | None = None,
              ris_texts: Mapping[str, str] | None = None) -> ExamImages:
-    """Check, label and preprocess one study's datasets.
+    """Check, label and preprocess one study's datasets, as the task of its modality says.
 
     Args:
+        height, width: the model input; default the task's (`TaskDefinition.input_size`).
         ris_texts: report texts of a RIS export by accession number or StudyInstanceUID,
             used when the study holds no SR report.
 
     Raises:
-        InvalidStudy: the exam policy refuses the study, a view has burned-in annotation
-            or text (see `view_input`), or pixels cannot be decoded.
+        InvalidStudy: the study is no task's, its task's selection refuses it, a view has
+            burned-in annotation or text (see `view_input`), or pixels cannot be decoded.
     """
-    views, text = pick_views(datasets, label)
-    first = views[SCREENING_VIEWS[0]]
+    task = study_task(datasets, label)
+    size = task.input_size()
+    height, width = height or size[0], width or size[1]
+    views, text = pick_views(datasets, label, task=task)
+    first = next(iter(views.values()))
     if not text and ris_texts:
         text = ris_texts.get(str(first.get("AccessionNumber", "") or "")) \
             or ris_texts.get(str(first.StudyInstanceUID), "")
-    reading = read_report(text) if text else BiradsReading({}, {})
-    labels = label_views(label, reading, {}, views=tuple(views))
-    density = read_density(text) if text else None
+    categories, labels = _labels(text, task, label, tuple(views))
     pixels, attrs, headers, cleaned = {}, {}, {}, []
     for view, ds in views.items():
-        arr, masked = view_input(ds, view, height, width, label)
+        arr, masked = view_input(ds, view, height, width, label, task.preprocessing)
         if masked:
             cleaned.append(view)
         pixels[view] = arr
-        attrs[view] = attributes(ds, view, arr)
-        attrs[view]["birads"] = labels[view].birads
-        attrs[view]["label"] = labels[view].label
-        attrs[view]["label_source"] = labels[view].provenance
-        attrs[view]["density"] = density
+        attrs[view] = {**attributes(ds, view, arr), **labels[view]}
         headers[view] = header_bytes(ds)
     ids = {"patient": str(first.get("PatientID", "")), "study": str(first.StudyInstanceUID)}
     ids.update({f"instance:{v}": str(ds.SOPInstanceUID) for v, ds in views.items()})
-    return ExamImages(views=pixels, attrs=attrs, birads=reading.categories, identifiers=ids,
+    return ExamImages(views=pixels, attrs=attrs, birads=categories, identifiers=ids,
                       headers=headers, pixels_cleaned=tuple(cleaned))

@@ -38,8 +38,8 @@ def prepare(client: OrthancClient, study_id: str,
     s = get_settings()
     try:
         datasets = studies.download(client, study_id, s.download_workers)
-        exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", s.image_height, s.image_width,
-                              ris_texts)
+        # the model input size is the task's (TaskDefinition.input_size)
+        exam = exams.assemble(datasets, f"orthanc:{study_id[:8]}", ris_texts=ris_texts)
     except PermanentError as exc:
         return Prepared(study_id, refusal=str(exc))
     except TransientError:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.config import TRITON_ADMIN_HEADER, RadflowSettings, get_settings
 from pipelines.deployments import Deployment, all_deployments
 from pipelines.errors import DeploymentFailed, MlflowUnavailable, TritonUnavailable
+from pipelines.layout import CLASSIFIER_ADAPTER
 from pipelines.layout import TRITON_TEMPLATES as REVIEWED
 from pipelines.modelfiles.integrity import registered_sha
 from pipelines.modelfiles.onnx import sha256
@@ -238,7 +239,7 @@ def check(settings: RadflowSettings | None = None) -> list[IntegrityRow]:
     deployed = {d.triton_model: d for d in all_deployments()}
     on_disk = {p.name for p in repo.iterdir() if p.is_dir()} if repo.is_dir() else set()
     client = mlflow_client() if deployed else None
-    adapter = REVIEWED / s.triton_model / "model.py"  # what deploy copies into every version folder
+    adapter = CLASSIFIER_ADAPTER  # what deploy copies into every version folder
     rows: list[IntegrityRow] = []
     approved = _approved({d.model_name for d in deployed.values() if d.slot == "champion"})
     for name in sorted(on_disk | set(index) | set(deployed)):
@@ -276,11 +277,11 @@ def _aliases(client: MlflowClient) -> list[IntegrityRow]:
     """One row per screening task's registered model that has a champion: its alias against
     the audited champion (a hand-moved alias is "unapproved")."""
     from pipelines.approvals import unapproved_reason
-    from pipelines.tasks import BUILTIN, load
+    from pipelines.tasks import configured
     from pipelines.tracking import version_by_alias
 
     rows = []
-    tasks = load(get_settings().screening_tasks_file or BUILTIN)
+    tasks = configured()
     for model in sorted({t.registered_model for t in tasks.values()}):
         champion = version_by_alias(client, model, "champion")
         if champion is None:

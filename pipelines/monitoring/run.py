@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _operating_point(model_name: str, version: str) -> float:
+def _operating_point(task: str, model_name: str, version: str) -> float:
     from pipelines.deployments import find
+    from pipelines.tasks import get_task
 
-    deployed = find("champion")
+    deployed = find("champion", get_task(task).triton_model)
     if deployed is not None and deployed.model_name == model_name and deployed.model_version == version:
         return deployed.operating_point
     from pipelines.tracking import mlflow_client
@@ -71,7 +72,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorRes
     model_name, version, _ = store.screened_by(task, date)
     ref = reference.load(model_name, version)
     night = features.read_night(task, date, version)
-    op = _operating_point(model_name, version)
+    op = _operating_point(task, model_name, version)
     expected = float((ref.score >= op).mean()) if len(ref) else 0.0
     qc_night, qc_baseline = store.qc_night_and_baseline(date, s.drift_qc_history_nights)
     tests = drift.assess(ref, night, operating_point=op, expected_flag_rate=expected, qc_night=qc_night,

@@ -29,6 +29,8 @@ from pipelines.imaging.views import view_of
 if TYPE_CHECKING:
     from pydicom import Dataset
 
+    from pipelines.tasks import TaskDefinition
+
 NON_IMAGE_MODALITIES = {"SR"}
 # radflow's own results written back into a study (SR, heatmap secondary captures) carry
 # this Manufacturer; they are never inputs of ingest or screening.
@@ -123,3 +125,54 @@ def select(datasets: list[Dataset], label: str, policy: ExamPolicy) -> Selection
         got = ", ".join(sorted(views)) or "no views"
         raise InvalidStudy(f"exam {label}: view {', '.join(missing)} missing: got {got}")
     return Selection(views=views, reports=reports, skipped=skipped)
+
+
+def _view_key(ds: Dataset, task: TaskDefinition) -> str:
+    position = str(ds.get("ViewPosition", "") or "").upper()
+    if task.view_key == "position":
+        return position
+    laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "").upper()
+    return f"{laterality}-{position}"
+
+
+def select_for_task(datasets: list[Dataset], task: TaskDefinition, label: str,
+                    policy: ExamPolicy | None = None) -> Selection:
+    """The views of `task` in one study, and its reports.
+
+    Mammography applies the exam policy above; another task takes the first image of each
+    of its views (by InstanceNumber) among the images of its modality, other images listed
+    in `skipped`.
+
+    Raises:
+        InvalidStudy: a view is missing, the study holds no image of the task's modality,
+            or an image states another body part than the task's.
+    """
+    if task.preprocessing == "mammogram":
+        return select(datasets, label, policy or ExamPolicy.from_settings())
+    found: dict[str, Dataset] = {}
+    reports: list[Dataset] = []
+    skipped: list[str] = []
+    for ds in sorted(datasets, key=lambda d: int(d.get("InstanceNumber", 0) or 0)):
+        modality = str(ds.get("Modality", "") or "missing")
+        if ds.get("Manufacturer") == RADFLOW_MANUFACTURER:
+            skipped.append("radflow's own result object")
+            continue
+        if modality in NON_IMAGE_MODALITIES:
+            reports.append(ds)
+            continue
+        if modality != task.modality:
+            skipped.append(f"{modality} image (not {task.modality})")
+            continue
+        part = str(ds.get("BodyPartExamined", "") or "").upper()
+        if part and part != task.body_part:
+            raise InvalidStudy(f"exam {label}: body part {part}, task {task.name} expects {task.body_part}")
+        key = _view_key(ds, task)
+        if key in found:
+            skipped.append(f"{key} repeated: kept the first image")
+        found.setdefault(key, ds)
+    missing = [v for v in task.views if v not in found]
+    if missing:
+        raise InvalidStudy(f"exam {label}: view {', '.join(missing)} missing: got "
+                           f"{', '.join(sorted(found)) or 'no ' + task.modality + ' image'}")
+    skipped += [f"view {v} is not one of task {task.name}'s" for v in sorted(set(found) - set(task.views))]
+    return Selection(views={v: found[v] for v in task.views}, reports=reports, skipped=skipped)

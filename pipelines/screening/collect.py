@@ -22,7 +22,7 @@ from pipelines.domain import QcFlag, Quarantined, ViewQc
 from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.imaging import preprocess
 from pipelines.pacs import studies
-from pipelines.pacs.policy import RADFLOW_MANUFACTURER, ExamPolicy, select
+from pipelines.pacs.policy import select_for_task
 from pipelines.pacs.pseudonyms import pseudonym_for
 from pipelines.tasks import TaskDefinition
 
@@ -55,37 +55,6 @@ def device_of(ds: Dataset) -> str:
     return name.strip() or "UNKNOWN"
 
 
-def _view_key(ds: Dataset, task: TaskDefinition) -> str:
-    position = str(ds.get("ViewPosition", "") or "").upper()
-    if task.view_key == "position":
-        return position
-    laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "").upper()
-    return f"{laterality}-{position}"
-
-
-def pick(datasets: list[Dataset], task: TaskDefinition, label: str) -> dict[str, Dataset]:
-    """The task's views of one study (mammography: the ingest exam policy).
-
-    Raises:
-        InvalidStudy: a view is missing or the study holds no image of the task's modality.
-    """
-    if task.preprocessing == "mammogram":
-        return select(datasets, label, ExamPolicy.from_settings()).views
-    found: dict[str, Dataset] = {}
-    for ds in sorted(datasets, key=lambda d: int(d.get("InstanceNumber", 0) or 0)):
-        if str(ds.get("Modality", "")) != task.modality or ds.get("Manufacturer") == RADFLOW_MANUFACTURER:
-            continue
-        part = str(ds.get("BodyPartExamined", "") or "").upper()
-        if part and part != task.body_part:
-            raise InvalidStudy(f"exam {label}: body part {part}, task {task.name} expects {task.body_part}")
-        found.setdefault(_view_key(ds, task), ds)
-    missing = [v for v in task.views if v not in found]
-    if missing:
-        raise InvalidStudy(f"exam {label}: view {', '.join(missing)} missing: got "
-                           f"{', '.join(sorted(found)) or 'no ' + task.modality + ' image'}")
-    return {v: found[v] for v in task.views}
-
-
 def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, width: int,
                  decode_timeout_s: float) -> tuple[np.ndarray, ViewQc]:
     """Model input and QC of one view.
@@ -96,13 +65,10 @@ def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, widt
     from pipelines.imaging import qc
 
     display = preprocess.view_pixels(ds, height, decode_timeout_s=decode_timeout_s)
-    if task.preprocessing == "radiograph":
-        image = np.clip(preprocess.resize(preprocess.rescale(display), height, width), 0.0, 1.0)
-        return image, ViewQc(view=view, features={})
-    mirror = preprocess.chest_wall_is_right(ds, view[0])
-    image = preprocess.model_input(display, mirror, height, width)
+    image = preprocess.task_input(display, ds, view, task.preprocessing, height, width)
     if task.qc == "none":
         return image, ViewQc(view=view, features={})
+    mirror = preprocess.chest_wall_is_right(ds, view[0])
     found = qc.assess(display, mirror, view, task.limits())
     declared = burned_in_annotation(ds)  # the header says so: text the pixels may hide
     if declared and not any(f.code == "burned_in_text" for f in found.flags):
@@ -120,7 +86,7 @@ def collect(client: OrthancClient, task: TaskDefinition, study_date: str, height
         label = f"orthanc:{study_id[:8]}"
         try:
             datasets = studies.download(client, study_id, workers)
-            views = pick(datasets, task, label)
+            views = select_for_task(datasets, task, label).views
             ready = {}
             for view, ds in views.items():
                 try:

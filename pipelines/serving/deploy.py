@@ -31,6 +31,7 @@ from pipelines.deployments import (
 )
 from pipelines.domain import DeployResult, UndeployResult
 from pipelines.errors import DeploymentFailed, PermanentError, UnapprovedChampion
+from pipelines.layout import CLASSIFIER_ADAPTER
 from pipelines.modelfiles import integrity
 from pipelines.publish import publish_dir
 from pipelines.scoring import SUSPICION_TAG
@@ -56,7 +57,7 @@ def write_version(repo: Path, triton_model: str, version: int, onnx_file: Path) 
     # staged as <model>/.staging-<token>: Triton loads numeric version folders only
     with publish_dir(final) as staging:
         shutil.copy2(onnx_file, staging / "model.onnx")
-        shutil.copy2(REVIEWED / get_settings().triton_model / "model.py", staging / "model.py")
+        shutil.copy2(CLASSIFIER_ADAPTER, staging / "model.py")
     return final
 
 

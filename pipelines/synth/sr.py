@@ -47,7 +47,7 @@ def sr_dataset(
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = [code_item("18748-4", "LN", "Diagnostic imaging report")]
     ds.ContinuityOfContent = "SEPARATE"
-    ds.ContentSequence = [_text_item(text)]
+    ds.ContentSequence = [text_item(text)]
     return ds
 
 
@@ -84,7 +84,7 @@ def _evidence(plan: ExamPlan, images: list[tuple[str, str, str]]) -> Dataset:
     return study
 
 
-def _text_item(text: str) -> Dataset:
+def text_item(text: str) -> Dataset:
     from pydicom import Dataset
 
     item = Dataset()

@@ -18,6 +18,7 @@ import pandas as pd
 from pipelines.config import get_settings
 from pipelines.domain import TrainResult
 from pipelines.params import load_dataset_params, load_params
+from pipelines.tasks import get_task
 from pipelines.tracking import mlflow_client
 from pipelines.training import data, fit
 
@@ -26,8 +27,9 @@ BASE_ALIAS = "base"
 
 
 def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
-        epochs: int | None = None) -> TrainResult:
-    """Train the base model on a public site's labelled views and register it.
+        epochs: int | None = None, task: str = "mammo") -> TrainResult:
+    """Train the base model of `task` on a public site's labelled views and register it as
+    `<the task's registered model>-base`.
 
     Args:
         frame: one row per view (exam_id, patient_id, view, laterality, label, manufacturer,
@@ -46,7 +48,7 @@ def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
     parts = data.split_patients(frame, fractions.val_fraction, fractions.test_fraction, seed)
     rows = {k: v.reset_index(drop=True) for k, v in parts.items()}
     splits = {k: data.to_split(v, images[v.row.to_numpy()]) for k, v in rows.items()}
-    name = f"{s.registered_model}-base"
+    name = f"{get_task(task).registered_model}-base"
     mlflow_client()
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"pretrain-{site}-{time.strftime('%Y%m%d-%H%M%S')}") as active:

@@ -119,15 +119,16 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
 
 
 def run(epochs: int | None = None, seed: int | None = None, base: str | None = None,
-        task: str = "mammo") -> TrainResult:
+        task: str = "mammo", patience: int | None = None) -> TrainResult:
     """Train (or fine-tune `base`: an MLflow model URI or a weights file) on the dataset of
     `task` (pipelines/tasks.yaml), evaluate and register it under the task's registered
-    model; returns the new registered version."""
+    model; returns the new registered version. `epochs`, `seed` and `patience` override
+    params.yaml's `train` section."""
     import mlflow
 
     s = get_settings()
     definition = get_task(task)
-    params = load_params(epochs=epochs or s.train_epochs, seed=seed)
+    params = load_params(epochs=epochs or s.train_epochs, seed=seed, patience=patience)
     base_model = weights.load(base) if base else None
     dataset = frozen.load(definition.dataset)  # the published DVC version: exactly the data trained on
     rows = {k: v[v.label.notna()].reset_index(drop=True) for k, v in dataset.splits.items()}

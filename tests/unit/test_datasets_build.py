@@ -13,7 +13,8 @@ import pytest
 
 from pipelines import cli, db
 from pipelines.config import get_settings, reset_settings
-from pipelines.datasets import build, dvc
+from pipelines.datasets import dvc
+from pipelines.datasets import run as build
 from pipelines.errors import DataContractViolation
 from pipelines.layout import dataset_dir, default_remote, version_file
 from tests.contracts.test_manifest_contract import good_manifest

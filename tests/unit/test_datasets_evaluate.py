@@ -11,8 +11,8 @@ import pytest
 
 from pipelines import frozen
 from pipelines.config import reset_settings
-from pipelines.datasets import build
-from pipelines.datasets.build import DatasetResult
+from pipelines.datasets import run as build
+from pipelines.datasets.run import DatasetResult
 from pipelines.evaluation import run as evaluate
 from pipelines.metrics.report import slug
 from tests.unit.test_datasets_build import ingest

@@ -170,7 +170,7 @@ def test_a_version_mlflow_cannot_vouch_for_is_unregistered(live: Live) -> None:
 
 
 def test_a_deployment_record_that_disagrees_with_mlflow_is_a_mismatch(live: Live) -> None:
-    record = deployment.find("champion")
+    record = deployment.find("champion", "mammo_screening")
     assert record is not None
     deployment.record(dataclasses.replace(record, previous_sha256="f" * 64))
     row = live.rows()["mammo_screening", "1"]

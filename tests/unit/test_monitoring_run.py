@@ -94,7 +94,7 @@ def night(state: Path, day: int, frame: pd.DataFrame) -> str:
 def monitored(isolated_settings: Path, database: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     sent: list[MonitoringNotice] = []
     monkeypatch.setattr(run, "send", lambda notice: sent.append(notice) or True)
-    monkeypatch.setattr(run, "_operating_point", lambda name, version: OP)
+    monkeypatch.setattr(run, "_operating_point", lambda task, name, version: OP)
     cache = isolated_settings / "monitoring" / "reference" / MODEL / f"{VERSION}.parquet"
     cache.parent.mkdir(parents=True)
     exams(300, seed=1).to_parquet(cache, index=False)  # as reference.load caches it

@@ -51,8 +51,23 @@ def task_with(**changes: object) -> dict[str, object]:
     body = {"modality": "MG", "body_part": "BREAST", "views": ["R-CC", "L-CC", "R-MLO", "L-MLO"],
             "view_key": "laterality-position", "preprocessing": "mammogram",
             "registered_model": "mammo-screening", "policy": "mammo-screening", "dataset": "mammo",
+            "manifest_contract": "mammo_manifest", "dataset_contract": "mammo_dataset",
             "triton_model": "mammo_screening", "aggregation": "breast_mean_exam_max", "qc": "mammography"}
     return {"tasks": {"site-b": {**body, **changes}}}
+
+
+def test_ingest_needs_one_task_per_modality_and_a_label_source_that_fits() -> None:
+    two = task_with()
+    two["tasks"]["site-c"] = dict(two["tasks"]["site-b"])  # type: ignore[index]
+    with pytest.raises(PermanentError, match="'site-b' and 'site-c' both take modality MG"):
+        tasks.parse(two, "t")
+    with pytest.raises(PermanentError, match="labels: findings needs finding_terms"):
+        tasks.parse(task_with(labels="findings"), "t")
+    chest = {"views": ["PA"], "view_key": "position", "aggregation": "max", "qc": "none"}
+    with pytest.raises(PermanentError, match="labels: birads labels breasts"):
+        tasks.parse(task_with(**chest), "t")
+    found = tasks.parse(task_with(**chest, labels="findings", finding_terms=["nodule"]), "t")["site-b"]
+    assert found.finding_terms == ("nodule",)
 
 
 def test_a_task_overrides_qc_limits_and_keeps_the_other_defaults() -> None:

@@ -21,7 +21,8 @@ from pipelines.serving.mlflow_deployments import TritonDeploymentClient, _images
 
 def _dep(slot: deployment.Slot, version: int, name: str) -> deployment.Deployment:
     return deployment.Deployment(
-        model_name="mammo-screening", model_version=str(version), triton_model=deployment.triton_name(slot),
+        model_name="mammo-screening", model_version=str(version),
+        triton_model=deployment.triton_name(slot, "mammo_screening"),
         triton_version=version, operating_point=0.4, sha256="ab" * 32,
         deployed_at="2026-11-22T00:00:00+00:00", slot=slot, name=name)
 
@@ -29,13 +30,13 @@ def _dep(slot: deployment.Slot, version: int, name: str) -> deployment.Deploymen
 def test_each_slot_has_its_own_record_and_triton_model(isolated_settings: Path) -> None:
     assert deployment.all_deployments() == []
     with pytest.raises(PermanentError, match="radflow deploy"):
-        deployment.current_deployment()
+        deployment.current_deployment("mammo_screening")
     deployment.record(_dep("champion", 3, "mammo"))
     deployment.record(_dep("shadow", 4, "mammo-shadow"))
-    assert deployment.current_deployment().triton_model == "mammo_screening"
-    assert deployment.find("shadow").triton_model == "mammo_screening_shadow"  # type: ignore[union-attr]
+    assert deployment.current_deployment("mammo_screening").triton_model == "mammo_screening"
+    assert deployment.find("shadow", "mammo_screening").triton_model == "mammo_screening_shadow"  # type: ignore[union-attr]
     assert deployment.by_name("mammo-shadow").triton_version == 4  # type: ignore[union-attr]
-    deployment.remove("shadow")
+    deployment.remove("shadow", "mammo_screening")
     assert [d.slot for d in deployment.all_deployments()] == ["champion"]
     with pytest.raises(PermanentError, match="unknown deployment slot 'canary'"):
         deployment.check_slot("canary")

@@ -42,6 +42,7 @@ from pipelines.layout import (
 from pipelines.locks import stage_lock
 from pipelines.params import DatasetParams, load_dataset_params
 from pipelines.publish import publish_dir, write_text
+from pipelines.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,10 @@ class DatasetResult(StageResult):
     split_positive_exams: dict[str, int]
 
 
-def load_labelled_manifest() -> tuple[pd.DataFrame, int]:
-    """Views of exams whose 4 views all carry a label; and how many exams were left out."""
+def load_labelled_manifest(modality: str = "MG") -> tuple[pd.DataFrame, int]:
+    """Views of `modality` of exams whose views all carry a label; and how many exams were left out."""
     with db.get_engine().connect() as conn:
-        frame = pd.read_sql(sa.select(db.images), conn)
+        frame = pd.read_sql(sa.select(db.images).where(db.images.c.modality == modality), conn)
     pathology = get_settings().pathology_file
     if pathology is not None and not frame.empty:  # pathology outcomes override BI-RADS labels
         from pipelines.labels.pathology import read_pathology, relabel_rows
@@ -111,47 +112,53 @@ def stage_dataset(frame: pd.DataFrame, splits: dict[str, str], staging: Path) ->
     return out
 
 
-def run(params: DatasetParams | None = None, **overrides: Any) -> DatasetResult:
-    """Build, check, publish and version the dataset; returns its DVC hash and counts.
+def run(params: DatasetParams | None = None, task: str = "mammo", **overrides: Any) -> DatasetResult:
+    """Build, check, publish and version the dataset of `task` (pipelines/tasks.yaml: its
+    modality's rows of the manifest, its dataset name and contract); returns its DVC hash
+    and counts.
 
     Raises:
+        PermanentError: no such task.
         NoTrainingData: the manifest holds no fully labelled exam.
         DataContractViolation: the staged dataset breaks its contract (nothing published).
     """
     params = params or load_dataset_params(**overrides)
+    definition = get_task(task)
+    name = definition.dataset
     root, remote = datasets_root(), params.remote or str(default_remote())
-    with stage_lock(get_settings().state, f"build_dataset-{params.name}"):
-        frame, left_out = load_labelled_manifest()
+    with stage_lock(get_settings().state, f"build_dataset-{name}"):
+        frame, left_out = load_labelled_manifest(definition.modality)
         if frame.empty:
-            raise NoTrainingData("the manifest has no fully labelled exam: run `radflow ingest` first")
+            raise NoTrainingData(f"the manifest has no fully labelled {definition.modality} exam of task "
+                                 f"{task}: run `radflow ingest` first")
         dvc.ensure_repo(root, remote)
-        final = dataset_dir(params.name)
+        final = dataset_dir(name)
         before = previous_splits(final)
         splits = assign_splits(patient_strata(frame), before, params.fractions, params.seed)
         # staged as <root>/.staging-<token>, which .dvcignore leaves out; swapped in only
         # when the contract holds, so a violation publishes nothing
         with publish_dir(final) as staging:
             manifest = stage_dataset(frame, splits, staging)
-            contract = load_contract(contract_path(params.contract))
+            contract = load_contract(contract_path(definition.dataset_contract))
             report = enforce(manifest, contract)
-        version = dvc.add(root, params.name)
-        dvc.push(root, params.name)
-    result = _result(params, manifest, splits, before, version, remote, report.suite,
+        version = dvc.add(root, name)
+        dvc.push(root, name)
+    result = _result(name, manifest, splits, before, version, remote, report.suite,
                      report.data_docs, left_out)
-    write_text(version_file(params.name), json.dumps(result.as_json(), indent=2, default=str))
-    log.info("build_dataset: %s version %s, %d exams (%s)", params.name, version, result.exams,
+    write_text(version_file(name), json.dumps(result.as_json(), indent=2, default=str))
+    log.info("build_dataset: %s version %s, %d exams (%s)", name, version, result.exams,
              result.split_exams)
     return result
 
 
-def _result(params: DatasetParams, manifest: pd.DataFrame, splits: dict[str, str],
+def _result(name: str, manifest: pd.DataFrame, splits: dict[str, str],
             before: dict[str, str], version: str, remote: str, contract: str,
             data_docs: str | None, left_out: int) -> DatasetResult:
     exams = manifest.groupby(["split", "exam_id"]).label.max().reset_index()
-    folder = dataset_dir(params.name)
+    folder = dataset_dir(name)
     return DatasetResult(
-        name=params.name, version=version, path=str(folder), manifest=str(folder / MANIFEST),
-        dvc_file=str(folder.with_name(f"{params.name}.dvc")), remote=remote, contract=contract,
+        name=name, version=version, path=str(folder), manifest=str(folder / MANIFEST),
+        dvc_file=str(folder.with_name(f"{name}.dvc")), remote=remote, contract=contract,
         data_docs=data_docs, exams=int(manifest.exam_id.nunique()), views=len(manifest),
         patients=len(splits), new_patients=sum(p not in before for p in splits),
         moved_patients=sum(p in before and before[p] != s for p, s in splits.items()),
