@@ -1,5 +1,6 @@
 """The stages' hyperparameters from params.yaml (shared with DVC), overridable from the CLI:
-`dataset` (DatasetParams) and `train` (TrainParams).
+`dataset` (DatasetParams), `train` (TrainParams) and `task_train` (per task of
+pipelines/tasks.yaml, the `train` keys that differ for it).
 
 Every key of params.yaml is read: a section not in SECTIONS, or a key its model has no field
 for, is an error (extra="forbid"), so a stale key cannot make DVC rerun a stage for nothing.
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.config import PROJECT_DIR
 
@@ -69,8 +70,29 @@ class TrainParams(BaseModel):
         return value
 
 
+class TaskTrainParams(BaseModel):
+    """`task_train`: per task name, `train` keys that differ for that task's model (each a
+    TrainParams field; the task must be in the tasks file)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    @model_validator(mode="after")
+    def _known_tasks_and_keys(self) -> TaskTrainParams:
+        from pipelines.tasks import configured
+
+        tasks = configured()
+        for name, keys in (self.model_extra or {}).items():
+            if name not in tasks:
+                raise ValueError(f"task_train.{name}: no such task (the tasks are {sorted(tasks)})")
+            if not isinstance(keys, dict):
+                raise ValueError(f"task_train.{name}: expected a mapping of train keys")
+            TrainParams(**keys)  # an unknown key or a value out of range is refused here
+        return self
+
+
 # params.yaml's sections and the model each is read into; nothing else may be in the file.
-SECTIONS: dict[str, type[BaseModel]] = {"dataset": DatasetParams, "train": TrainParams}
+SECTIONS: dict[str, type[BaseModel]] = {"dataset": DatasetParams, "train": TrainParams,
+                                        "task_train": TaskTrainParams}
 
 
 def load_dataset_params(path: Path = PARAMS_FILE, **overrides: object) -> DatasetParams:
@@ -82,13 +104,16 @@ def load_dataset_params(path: Path = PARAMS_FILE, **overrides: object) -> Datase
     return DatasetParams(**_section(path, "dataset", overrides))
 
 
-def load_params(path: Path = PARAMS_FILE, **overrides: object) -> TrainParams:
-    """params.yaml's `train` section with the non-None overrides applied.
+def load_params(path: Path = PARAMS_FILE, task: str | None = None, **overrides: object) -> TrainParams:
+    """params.yaml's `train` section, then `task_train.<task>`'s keys, then the non-None
+    overrides.
 
     Raises:
         pydantic.ValidationError: a key TrainParams does not read, or a value out of range.
     """
-    return TrainParams(**_section(path, "train", overrides))
+    per_task = dict((_read(path).get("task_train") or {}).get(task) or {}) if task else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return TrainParams(**_section(path, "train", {**per_task, **given}))
 
 
 def check_params_file(path: Path = PARAMS_FILE) -> None:

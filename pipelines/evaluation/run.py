@@ -20,8 +20,8 @@ from pipelines.domain import StageResult
 from pipelines.errors import NoTrainingData
 from pipelines.frozen import load_split
 from pipelines.modelfiles.inference import view_scores
-from pipelines.scoring import Aggregation, exam_table
-from pipelines.tasks import get_task
+from pipelines.scoring import exam_table
+from pipelines.tasks import TaskDefinition, get_task
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -54,23 +54,22 @@ class EvaluationResult(StageResult):
     report_dir: str
 
 
-def operating_point(version: ModelVersion, model: Any, dataset: str,
-                    aggregation: Aggregation = "breast_mean_exam_max") -> tuple[float, str]:
+def operating_point(version: ModelVersion, model: Any, task: TaskDefinition) -> tuple[float, str]:
     """The exam-score threshold chosen on validation, and where it came from: the model
-    version's `operating_point` tag (set by training), else chosen here on the val split
-    at the training target sensitivity."""
+    version's `operating_point` tag (set by training), else chosen here on the val split of
+    the task's dataset at the task's training target sensitivity."""
     from pipelines.metrics.binary import threshold_for_sensitivity
     from pipelines.params import load_params
 
     tagged = (version.tags or {}).get("operating_point")
     if tagged is not None:
         return float(tagged), "model_version_tag"
-    rows, images, _ = load_split(dataset, "val")
-    exams = exam_table(rows, view_scores(model, images), aggregation).dropna(subset=["label"])
+    rows, images, _ = load_split(task.dataset, "val")
+    exams = exam_table(rows, view_scores(model, images), task.aggregation).dropna(subset=["label"])
     if exams.label.nunique() != 2:
-        raise NoTrainingData(f"the val split of {dataset!r} has {len(exams)} labelled exams, not of "
+        raise NoTrainingData(f"the val split of {task.dataset!r} has {len(exams)} labelled exams, not of "
                              "both classes: cannot choose an operating point")
-    target = load_params().target_sensitivity
+    target = load_params(task=task.name).target_sensitivity
     return threshold_for_sensitivity(exams.label, exams.score, target), "validation"
 
 
@@ -87,7 +86,7 @@ def run(alias: str = "challenger", split: str = "test", task: str = "mammo") -> 
     client = mlflow_client()
     version = require_version(client, name, alias)
     model = mlflow.pytorch.load_model(model_uri(name, alias), map_location="cpu")
-    threshold, source = operating_point(version, model, dataset, definition.aggregation)
+    threshold, source = operating_point(version, model, definition)
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"evaluate-{alias}-{split}") as active:
         mlflow.set_tags({"stage": "evaluate", "dataset_version": data_version, "split": split,

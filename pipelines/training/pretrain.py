@@ -41,7 +41,7 @@ def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
     from pipelines.training.run import register
 
     s = get_settings()
-    params = load_params(epochs=epochs or s.train_epochs, seed=seed)
+    params = load_params(task=task, epochs=epochs or s.train_epochs, seed=seed)
     exams = int(frame.exam_id.nunique())
     frame = frame.assign(row=np.arange(len(frame)))
     fractions = load_dataset_params()  # the same patient split shares as the hospital's datasets

@@ -128,7 +128,7 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
 
     s = get_settings()
     definition = get_task(task)
-    params = load_params(epochs=epochs or s.train_epochs, seed=seed, patience=patience)
+    params = load_params(task=task, epochs=epochs or s.train_epochs, seed=seed, patience=patience)
     base_model = weights.load(base) if base else None
     dataset = frozen.load(definition.dataset)  # the published DVC version: exactly the data trained on
     rows = {k: v[v.label.notna()].reset_index(drop=True) for k, v in dataset.splits.items()}

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipelines.params import (
     SECTIONS,
     UNFREEZE_GROUPS,
     DatasetParams,
+    TaskTrainParams,
     TrainParams,
     check_params_file,
     load_dataset_params,
@@ -25,9 +26,22 @@ from pipelines.params import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params.yaml"
+
+
+class PerTask(BaseModel):
+    """The train parameters each task of `task_train` trains and evaluates with."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def load_per_task(path: Path) -> BaseModel:
+    names = yaml.safe_load(path.read_text()).get("task_train") or {}
+    return PerTask(**{name: load_params(path, task=name) for name in names})
+
+
 # The loader of each section: what the stages call (build-dataset; train, pretrain, evaluate).
 LOADERS: dict[str, Callable[[Path], BaseModel]] = {
-    "dataset": load_dataset_params, "train": load_params}
+    "dataset": load_dataset_params, "train": load_params, "task_train": load_per_task}
 
 
 def params() -> dict[str, Any]:
@@ -50,7 +64,7 @@ def written(tmp_path: Path, tree: dict[str, Any]) -> Path:
 
 def test_every_section_is_one_a_stage_loads() -> None:
     assert set(params()) == set(SECTIONS) == set(LOADERS)
-    assert SECTIONS == {"dataset": DatasetParams, "train": TrainParams}
+    assert SECTIONS == {"dataset": DatasetParams, "train": TrainParams, "task_train": TaskTrainParams}
     check_params_file(PARAMS)
 
 
@@ -66,7 +80,8 @@ def test_every_key_reaches_the_stage_that_loads_its_section(path: tuple[str, ...
 
 
 @pytest.mark.parametrize("extra", [("preprocess", "image_height"), ("dataset", "suite"),
-                                   ("train", "image_width"), ("train", "unfreeze_at", "head")])
+                                   ("train", "image_width"), ("train", "unfreeze_at", "head"),
+                                   ("task_train", "cxr-nodule", "image_width")])
 def test_a_key_nothing_reads_fails_the_check(tmp_path: Path, extra: tuple[str, ...]) -> None:
     tree = params()
     node = tree
@@ -88,6 +103,19 @@ def test_the_loaders_read_their_own_section_with_overrides(tmp_path: Path) -> No
     path = written(tmp_path, tree)
     assert load_dataset_params(path).seed == 7 and load_params(path).epochs == 3
     assert load_params(path, epochs=None, seed=9).model_dump() == {**tree["train"], "seed": 9}
+
+
+def test_a_task_trains_with_its_own_keys_over_the_train_section(tmp_path: Path) -> None:
+    tree = params()
+    tree["task_train"] = {"cxr-nodule": {"learning_rate": 0.0001, "patience": 9}}
+    path = written(tmp_path, tree)
+    chest = load_params(path, task="cxr-nodule", patience=3)
+    assert (chest.learning_rate, chest.patience, chest.epochs) == (0.0001, 3, tree["train"]["epochs"])
+    assert load_params(path, task="cxr-nodule", patience=None).patience == 9  # None: not given
+    assert load_params(path, task="mammo") == load_params(path)  # no keys of its own
+    tree["task_train"] = {"cxr": {"epochs": 2}}
+    with pytest.raises(ValidationError, match=r"task_train.cxr: no such task"):
+        check_params_file(written(tmp_path, tree))
 
 
 def test_the_fine_tuning_groups_are_the_models_layer_groups() -> None:
