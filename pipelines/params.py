@@ -111,9 +111,12 @@ def load_params(path: Path = PARAMS_FILE, task: str | None = None, **overrides: 
     Raises:
         pydantic.ValidationError: a key TrainParams does not read, or a value out of range.
     """
-    per_task = dict((_read(path).get("task_train") or {}).get(task) or {}) if task else {}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return TrainParams(**_section(path, "train", {**per_task, **given}))
+    tree = _read(path)
+    values = dict(tree.get("train") or {})
+    if task:
+        values.update((tree.get("task_train") or {}).get(task) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainParams(**values)
 
 
 def check_params_file(path: Path = PARAMS_FILE) -> None:

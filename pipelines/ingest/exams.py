@@ -23,7 +23,7 @@ from pipelines.labels.birads import BiradsReading, read_report
 from pipelines.labels.density import read_density
 from pipelines.labels.findings import PROVENANCE as FINDINGS
 from pipelines.labels.findings import label_from_report
-from pipelines.labels.pathology import label_views
+from pipelines.labels.pathology import PROVENANCE_NONE, label_views
 from pipelines.pacs.policy import NON_IMAGE_MODALITIES, RADFLOW_MANUFACTURER, ExamPolicy, select_for_task
 from pipelines.tasks import TaskDefinition, configured, for_modality
 
@@ -145,7 +145,7 @@ def _labels(text: str, task: TaskDefinition, label: str, views: tuple[str, ...]
     """The report's BI-RADS categories by breast and each view's label attributes."""
     if task.labels == "findings":
         value = label_from_report(text, task.finding_terms)
-        source = FINDINGS if value is not None else "none"
+        source = FINDINGS if value is not None else PROVENANCE_NONE
         return {}, {v: {"birads": None, "label": value, "label_source": source, "density": None}
                     for v in views}
     reading = read_report(text) if text else BiradsReading({}, {})
