@@ -3,16 +3,25 @@
 
 Every night (RADFLOW_SCREENING_SCHEDULE, default 02:00 in RADFLOW_HOSPITAL_TIMEZONE) the
 previous day's exams of the screening task (param `task`, default `mammo`: MG, 4 views)
-are pulled from Orthanc (study date = logical date - 1 day in that time zone, or the
-`study_date` param), checked for completeness, image-QC'd, scored by the champion on
-Triton in batches (and by the shadow model when one is deployed), aggregated per exam with
-QC-flagged views discounted, given a suspicion 1-10 (validation deciles) and flagged by the
-operating point or the daily reading capacity (RADFLOW_SCREENING_CAPACITY). Results go to
-the database, a DICOM SR and heatmap secondary captures into each study in the PACS, the
-night's worklist page (and CSV/JSON); then `notify_reading_room` (retried on its own, so a
-mail server hiccup never reruns the night) posts the flagged exams to the webhook
+are first retrieved from the hospital PACS when it is declared in pull mode
+(`retrieve_from_pacs`: C-FIND, then C-MOVE or C-GET per study, retried; what could not be
+retrieved is listed on the worklist page), then taken from the gateway Orthanc (study date
+= logical date - 1 day in that time zone, or the `study_date` param), checked for
+completeness, image-QC'd, scored by the champion on Triton in batches (and by the shadow
+model when one is deployed), aggregated per exam with QC-flagged views discounted, given a
+suspicion 1-10 (validation deciles) and flagged by the operating point or the daily
+reading capacity (RADFLOW_SCREENING_CAPACITY). Results go to the database, a DICOM SR, a
+Mammography CAD SR and heatmap secondary captures into each study in the gateway Orthanc,
+the night's worklist page (and CSV/JSON); then `notify_reading_room` (retried on its own,
+so a mail server hiccup never reruns the night) posts the flagged exams to the webhook
 (RADFLOW_NOTIFY_WEBHOOK_URL) and/or e-mails them (RADFLOW_NOTIFY_EMAIL_TO, Airflow SMTP
 connection RADFLOW_NOTIFY_SMTP_CONN_ID).
+
+`deliver_results` sends each exam's SR, CAD SR and heatmaps to the declared PACS and an
+HL7 ORU / FHIR DiagnosticReport to the RIS (tracked per exam in the `deliveries` table; a
+rerun sends only what changed or failed), and `apply_retention` then deletes from the
+gateway the studies that are ingested, screened, delivered and older than
+RADFLOW_GATEWAY_RETENTION_DAYS (the PACS keeps everything).
 
 Missed nights are caught up one at a time from the go-live moment (RADFLOW_SCREENING_START_DATE).
 `screen_exams` takes a slot of the `pacs` pool. A night not finished by
@@ -53,12 +62,26 @@ def screen_daily_mammograms() -> None:
         return study_date_of(get_current_context())
 
     @task(pool="pacs")
-    def screen_exams(study_date: str) -> dict:
+    def retrieve_from_pacs(study_date: str) -> dict:
+        from pipelines.gateway import retrieve
+        from pipelines.orchestration.tasks import call_stage
+
+        return call_stage(retrieve.run, study_date=study_date, task=get_current_context()["params"]["task"])
+
+    @task(pool="pacs")
+    def screen_exams(study_date: str, retrieved: dict) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.screening import run
 
         return call_stage(run.run, study_date=study_date, task=get_current_context()["params"]["task"],
                           notify=False)
+
+    @task(pool="pacs")
+    def deliver_results(screen: dict) -> dict:
+        from pipelines.gateway import deliver
+        from pipelines.orchestration.tasks import call_stage
+
+        return call_stage(deliver.run, study_date=screen["date"], task=screen["task"])
 
     @task
     def notify_reading_room(screen: dict) -> dict:
@@ -66,7 +89,16 @@ def screen_daily_mammograms() -> None:
 
         return notify_night(screen["worklist"])
 
-    notify_reading_room(screen_exams(pick_study_date()))
+    @task
+    def apply_retention(delivered: dict) -> dict:
+        from pipelines.gateway import purge
+        from pipelines.orchestration.tasks import call_stage
 
+        return call_stage(purge.run)
+
+    study_date = pick_study_date()
+    screened = screen_exams(study_date, retrieve_from_pacs(study_date))
+    notify_reading_room(screened)
+    apply_retention(deliver_results(screened))
 
 screen_daily_mammograms()

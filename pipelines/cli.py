@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipelines.errors import RadflowError
+from pipelines.errors import PermanentError, RadflowError
 
 
 def _stack(args: argparse.Namespace) -> Any:
@@ -132,6 +132,29 @@ def _screen(args: argparse.Namespace) -> Any:
     from pipelines.screening import run
 
     return run.run(study_date=args.date, task=args.task)
+
+
+def _gateway(args: argparse.Namespace) -> Any:
+    if args.action == "purge":
+        from pipelines.gateway import purge
+
+        return purge.run(today=args.today)
+    if not args.date:
+        raise PermanentError(f"radflow gateway {args.action} needs --date YYYY-MM-DD")
+    if args.action == "retrieve":
+        from pipelines.gateway import retrieve
+
+        return retrieve.run(study_date=args.date, task=args.task)
+    from pipelines.gateway import deliver
+
+    return deliver.run(study_date=args.date, task=args.task)
+
+
+def _worklist(args: argparse.Namespace) -> Any:
+    from pipelines.screening.feedback import feedback_rows
+
+    rows = feedback_rows(args.task, args.since)
+    return {"task": args.task, "since": args.since, "count": len(rows), "feedback": rows}
 
 
 def _monitor(args: argparse.Namespace) -> Any:
@@ -303,6 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("screen", _screen, "screen one study date's exams: QC, Triton, results, PACS write-back, "
             "worklist, notification")
     p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
+    with_task(p)
+
+    p = add("gateway", _gateway, "the gateway and the hospital PACS/RIS: retrieve a night from the "
+            "PACS (pull mode), deliver its results to the PACS and RIS, purge old studies (retention)")
+    p.add_argument("action", choices=["retrieve", "deliver", "purge"])
+    p.add_argument("--date", help="study date YYYY-MM-DD (retrieve, deliver)")
+    p.add_argument("--today", help="purge: the day retention counts from (default today)")
+    with_task(p)
+
+    p = add("worklist", _worklist, "the radiologists' feedback from the worklist (agree, disagree, "
+            "artifact per exam and reader), for the ML team")
+    p.add_argument("action", choices=["feedback"])
+    p.add_argument("--since", help="only nights on or after this study date YYYY-MM-DD")
     with_task(p)
 
     p = add("monitor", _monitor, "one screened night against the champion's validation data: "

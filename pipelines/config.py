@@ -36,6 +36,48 @@ class RadflowSettings(BaseSettings):
     orthanc_stable_age_s: int = 10
     calling_aet: str = "RADFLOW"
 
+    # The hospital's PACS, a declared DICOM node (pipelines/pacs/remote.py). Unset pacs_aet:
+    # no PACS is declared and the gateway Orthanc above is the only one (embedded default).
+    # push: the PACS routes studies to the gateway (only it and gateway_store_aets may store);
+    # pull: before each night's screening radflow asks the PACS (C-FIND) and retrieves.
+    pacs_aet: str | None = None
+    pacs_host: str = "127.0.0.1"
+    pacs_port: int = 104
+    pacs_mode: Literal["push", "pull"] = "push"
+    pacs_retrieve: Literal["move", "get"] = "move"  # C-MOVE to the gateway, or C-GET
+    pacs_retrieve_attempts: int = Field(default=3, ge=1)  # per study, then listed as not retrieved
+    pacs_retrieve_timeout_s: float = Field(default=600, gt=0)  # one study's C-MOVE/C-GET
+    pacs_dicomweb_url: str | None = None  # deliver results by STOW-RS here instead of C-STORE
+    pacs_dicomweb_username: str | None = None
+    pacs_dicomweb_password: SecretStr | None = None
+    pacs_deliver: bool = True  # send SR and heatmaps to the declared PACS after screening
+    delivery_attempts: int = Field(default=3, ge=1)  # per exam and destination, in one run
+    delivery_timeout_s: float = Field(default=120, gt=0)  # one exam's C-STORE or STOW-RS
+    # Other modalities that may C-STORE into the gateway: "AET@host:port" comma-separated.
+    gateway_store_aets: str = ""
+    # Retention: delete a study from the gateway once ingested, screened, delivered and this
+    # many days old (by study date); unset keeps everything.
+    gateway_retention_days: int | None = Field(default=None, ge=0)
+
+    # The RIS (pipelines/ris): per exam an HL7 v2 ORU^R01 over MLLP and/or a FHIR R4
+    # DiagnosticReport. Unset endpoints: nothing is sent.
+    ris_mllp_host: str | None = None
+    ris_mllp_port: int = 2575
+    ris_mllp_timeout_s: float = Field(default=30, gt=0)
+    ris_fhir_url: str | None = None  # FHIR base URL (DiagnosticReport is PUT by identifier)
+    ris_fhir_token: SecretStr | None = None  # bearer token, if the FHIR server needs one
+    ris_sending_facility: str = "RADFLOW"
+    # The FHIR identifier systems of the hospital's patient ids and accession numbers (the
+    # RIS finds the patient and the order by them); unset: type and value only.
+    ris_patient_id_system: str | None = None
+    ris_accession_system: str | None = None
+    ris_receiving_application: str = "RIS"
+    ris_receiving_facility: str = "HOSPITAL"
+
+    # The worklist app (`radflow worklist serve`, or the Airflow plugin): where radiologists
+    # open a study. {study_uid} and {accession} are filled at view time, never written.
+    viewer_url: str = "{orthanc}/app/explorer.html#study?uuid={study_id}"
+
     # MLflow, behind its basic-auth app. Every radflow client logs in as mlflow_username
     # (the pipeline's service user; a person promoting from the CLI sets their own login).
     mlflow_tracking_uri: str | None = None

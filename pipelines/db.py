@@ -268,6 +268,68 @@ integrity_checks = sa.Table(
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The hospital's PACS and RIS (issue 15). Keys are pseudonyms: nothing here identifies anyone.
+
+# What was asked of the PACS for a night (pull mode): one row per study the PACS listed.
+pacs_retrievals = sa.Table(
+    "pacs_retrievals",
+    metadata,
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), primary_key=True),
+    sa.Column("exam_id", sa.String(64), primary_key=True),  # the study's pseudonym
+    sa.Column("status", sa.String(16), nullable=False),  # retrieved | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("instances", sa.Integer, nullable=False),  # in the gateway after the retrieve
+    sa.Column("reason", sa.Text, nullable=True),  # why it failed (no identifying value)
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Results delivered to the PACS and the RIS: one row per exam, task and destination
+# ("pacs", "ris-hl7", "ris-fhir"). `content` identifies what the destination holds now
+# (SOP Instance UIDs, message control id); a rerun with the same content sends nothing.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("destination", sa.String(16), primary_key=True),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False),  # sends tried, retries included
+    sa.Column("content", sa.JSON, nullable=False),  # what the destination holds (UIDs, ids)
+    sa.Column("superseded", sa.JSON, nullable=False),  # earlier content it was told to drop
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# What radiologists said about a screened exam on the worklist: training signal.
+worklist_feedback = sa.Table(
+    "worklist_feedback",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("reader", sa.String(128), primary_key=True),  # the login that said it
+    sa.Column("verdict", sa.String(16), nullable=False),  # agree | disagree | artifact
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("study_date", sa.String(10), nullable=False, index=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Studies the gateway deleted under the retention policy (the PACS keeps them).
+gateway_deletions = sa.Table(
+    "gateway_deletions",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),
+    sa.Column("study_date", sa.String(10), nullable=False),
+    sa.Column("instances", sa.Integer, nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 @functools.cache
 def engine_for(url: str) -> Engine:
     """A pooled engine for `url`, its database migrated to the head revision on first use.

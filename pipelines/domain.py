@@ -230,6 +230,8 @@ class ScreenResult(StageResult):
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     write_back: dict[str, int] = dataclasses.field(default_factory=dict)  # SR / SC objects stored, replaced
     notified: int = 0  # flagged exams the notification listed (0: none configured or none flagged)
+    # pull mode: studies the PACS listed for the night that the gateway could not retrieve
+    not_retrieved: list[Quarantined] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,8 @@ or window, MONOCHROME1 inverted, chest wall to the left, cropped to the breast, 
 to [0, 1], resized to the configured size. Ingest looks for burned-in text between the
 display and the crop (`view_pixels`, then `model_input`); Triton's ensemble splits at
 the stored pixels (`stored_pixels` on the client, the rest on the server: stored.py).
+`model_input_box` and `peak_location` map the model input back onto the stored pixels
+(where screening's CAD SR places its marks).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.errors import InvalidStudy
-from pipelines.imaging.crop import crop_to_breast
+from pipelines.imaging.crop import Box, breast_box, crop_to_breast
 from pipelines.imaging.decode import decode, decode_reduced
 
 if TYPE_CHECKING:
@@ -122,6 +124,50 @@ def model_input(display: np.ndarray, mirror: bool, height: int, width: int) -> n
     # Crop before scaling: a bright marker outside the breast must not set the maximum.
     arr = crop_to_breast(canonical(display, mirror))
     return np.clip(resize(rescale(arr), height, width), 0.0, 1.0)
+
+
+def model_input_box(display: np.ndarray, source: Dataset, view: str) -> Box:
+    """The region of `source` that `model_input` shows the model.
+
+    Args:
+        display: the source's displayed pixels at working resolution
+            (`view_pixels(source, height)`, height = the model input's rows).
+        source: the original image's header (Rows, orientation attributes).
+        view: the view name; its first letter is the laterality ("R-CC").
+
+    Returns:
+        (top, bottom, left, right) in the source's own pixels, as stored (not mirrored).
+    """
+    mirror = chest_wall_is_right(source, view[0])
+    top, bottom, left, right = breast_box(canonical(display, mirror))
+    if mirror:  # the box is in the mirrored image: columns count from the other side
+        left, right = display.shape[1] - right, display.shape[1] - left
+    # block_mean halves rows and columns alike, dropping only a last odd row or column
+    f = max(1, int(source.Rows) // display.shape[0])
+    return top * f, bottom * f, left * f, right * f
+
+
+def peak_location(heatmap: np.ndarray, source: Dataset, view: str, box: Box) -> tuple[float, float]:
+    """(column, row) in the source's pixels of the centre of the heatmap's hottest cell.
+
+    Args:
+        heatmap: a map over the model input, [h, w] (any resolution).
+        source: the original image's header (orientation attributes).
+        view: the view name; its first letter is the laterality ("R-CC").
+        box: `model_input_box` of the source: the model input is this region resized
+            and, when the chest wall is stored on the right, mirrored.
+
+    Returns:
+        Continuous coordinates, (0, 0) the top left corner of the top left pixel
+        (PS3.3 C.18.6.1.2).
+    """
+    rows, cols = heatmap.shape
+    i, j = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    u, v = (j + 0.5) / cols, (i + 0.5) / rows
+    if chest_wall_is_right(source, view[0]):
+        u = 1.0 - u
+    top, bottom, left, right = box
+    return float(left + u * (right - left)), float(top + v * (bottom - top))
 
 
 def radiograph_input(display: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -76,7 +76,7 @@ def assess(
     ]
     corrected = stats.correct(tests, alpha, psi_max)
     log.info("drift: %d tests on %d exams against %d, %d drifted", len(corrected), len(night),
-             len(reference), sum(t.drifted and t.p_value is not None for t in corrected))
+             len(reference), sum(t.counts_as_drift for t in corrected))
     return corrected
 
 
@@ -93,7 +93,7 @@ def night_status(study_date: str, tests: Sequence[DriftTest], exams: int, min_ex
         The families (in FAMILIES order) with a drifted test that has a p-value: PSI
         never decides.
     """
-    drifted = {t.family for t in tests if t.drifted and t.p_value is not None}
+    drifted = {t.family for t in tests if t.counts_as_drift}
     return NightStatus(study_date, tuple(f for f in FAMILIES if f in drifted), judged=exams >= min_exams)
 
 

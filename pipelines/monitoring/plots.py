@@ -5,13 +5,15 @@ Figures are drawn on matplotlib's Agg canvas directly (no pyplot), as in
 pipelines/metrics/plots.py: nothing needs a display or touches matplotlib's global state.
 Every figure has a title and axis labels. Each function takes data already prepared by
 pipelines/monitoring/report.py and returns the PNG's bytes (no time stamp in them, so the
-same data gives the same bytes).
+same data gives the same bytes); the time series are also built as Figures
+(drift_figure, qc_figure) so that their axes can be read. Their x axis spans the nights
+they are given, first to last, not what autoscaling makes of the points drawn.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +30,8 @@ REFERENCE, NIGHT = "#7f7f7f", "#d62728"
 LABEL_CHARS = 28
 TOP_VALUES = 8  # per metadata column; the rest are summed as "other"
 NOT_RECORDED = "not recorded"
+HALF_NIGHT = pd.Timedelta(hours=12)
+DAILY_TICKS = 7  # up to this many nights, one tick per night; beyond, matplotlib chooses
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -45,13 +49,30 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _dates(ax: Axes) -> None:
-    """Readable dates on the x axis whether the plot spans two nights or ninety."""
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+Nights = tuple[pd.Timestamp, pd.Timestamp]
 
-    locator = AutoDateLocator()
+
+def nights_of(*dates: Iterable[object]) -> Nights | None:
+    """(first, last) night among the dates (YYYY-MM-DD strings, dates or timestamps); None
+    when there is none. What a time-series plot's x axis spans."""
+    found = pd.to_datetime(pd.Series([d for part in dates for d in part], dtype=object),
+                           errors="coerce").dropna()
+    return (found.min().normalize(), found.max().normalize()) if len(found) else None
+
+
+def _dates(ax: Axes, nights: Nights) -> None:
+    """The x axis spans the first to the last night, half a day either side, whatever the
+    points drawn (autoscaling one night gives four years, and no point at all 1970), with
+    readable date ticks whether that is one night or ninety: never hours between nights."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, DayLocator
+
+    first, last = nights
+    ax.set_xlim(first - HALF_NIGHT, last + HALF_NIGHT)
+    locator = DayLocator() if (last - first).days < DAILY_TICKS else AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    # one tick only: the concise formatter would label it with its hour, "00:00"
+    formatter = DateFormatter("%Y-%m-%d") if first == last else ConciseDateFormatter(locator)
+    ax.xaxis.set_major_formatter(formatter)
 
 
 def _label(value: object) -> str:
@@ -119,10 +140,17 @@ def shares_plot(reference: pd.DataFrame, night: pd.DataFrame, columns: Sequence[
     return _png(figure)
 
 
-def drift_plot(history: pd.DataFrame, alpha: float) -> bytes | None:
+def drift_plot(history: pd.DataFrame, alpha: float, nights: Nights | None = None) -> bytes | None:
+    """The PNG of drift_figure; None when there is no figure."""
+    figure = drift_figure(history, alpha, nights)
+    return None if figure is None else _png(figure)
+
+
+def drift_figure(history: pd.DataFrame, alpha: float, nights: Nights | None = None) -> Figure | None:
     """-log10 of each family's smallest q-value per night (from history's study_date, family
-    and q_value), with the alpha line: points above it are drifted nights. None when the
-    history holds no q-value."""
+    and q_value), with the alpha line: points above it are drifted nights. The x axis spans
+    `nights` (first, last), by default the history's own. None when the history holds no
+    q-value."""
     if not {"study_date", "family", "q_value"} <= set(history.columns):
         return None
     q = history.assign(q_value=pd.to_numeric(history["q_value"], errors="coerce")).dropna(subset=["q_value"])
@@ -136,18 +164,26 @@ def drift_plot(history: pd.DataFrame, alpha: float) -> bytes | None:
         values = np.clip(smallest_q[family].to_numpy(dtype=float), Q_FLOOR, 1.0)
         ax.plot(smallest_q.index, -np.log10(values), "o-", label=str(family))
     ax.axhline(-np.log10(alpha), color="crimson", linestyle="--", label=f"alpha {alpha:g}")
-    _dates(ax)
+    _dates(ax, nights or _own_nights(history))
     ax.set(xlabel="study date", ylabel="-log10(smallest q-value)", ylim=(0.0, None),
            title=f"Drift per family over the nights (q below {Q_FLOOR:g} drawn at it)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    return _png(figure)
+    return figure
 
 
-def qc_plot(rates: pd.DataFrame) -> bytes | None:
+def qc_plot(rates: pd.DataFrame, nights: Nights | None = None) -> bytes | None:
+    """The PNG of qc_figure; None when there is no figure."""
+    figure = qc_figure(rates, nights)
+    return None if figure is None else _png(figure)
+
+
+def qc_figure(rates: pd.DataFrame, nights: Nights | None = None) -> Figure | None:
     """One panel per QC code: the flagged share of views per device over the nights
-    (columns study_date, device, code, rate); None without those columns or rows."""
+    (columns study_date, device, code, rate); every panel's x axis spans `nights` (first,
+    last), by default the rates' own. None without those columns or rows."""
     if rates.empty or not {"study_date", "device", "code", "rate"} <= set(rates.columns):
         return None
+    span = nights or _own_nights(rates)
     codes = sorted(rates["code"].astype(str).unique())
     columns = min(2, len(codes))
     rows = -(-len(codes) // columns)
@@ -158,12 +194,19 @@ def qc_plot(rates: pd.DataFrame) -> bytes | None:
     for ax, code in zip(axes, codes, strict=False):
         part = rates[rates["code"].astype(str) == code]
         for device, line in part.groupby(part["device"].astype(str), sort=True):
-            line = line.sort_values("study_date")
-            ax.plot(pd.to_datetime(line["study_date"]), pd.to_numeric(line["rate"], errors="coerce"), "o-",
+            line = line.assign(study_date=pd.to_datetime(line["study_date"])).sort_values("study_date")
+            ax.plot(line["study_date"], pd.to_numeric(line["rate"], errors="coerce"), "o-",
                     label=_label(device))
-        _dates(ax)
+        _dates(ax, span)
         ax.set(xlabel="study date", ylabel="flagged share of views", ylim=(0.0, None),
                title=f"QC code {code}")
         ax.legend(loc="upper left", fontsize="x-small")
     figure.suptitle("Artifact rates by device")
-    return _png(figure)
+    return figure
+
+
+def _own_nights(frame: pd.DataFrame) -> Nights:
+    nights = nights_of(frame["study_date"])
+    if nights is None:
+        raise ValueError(f"no study date to plot over: got {frame['study_date'].head(3).tolist()}")
+    return nights

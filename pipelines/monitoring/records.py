@@ -25,7 +25,8 @@ class DriftTest:
             against its threshold but does not decide drift on its own.
         q_value: Benjamini-Hochberg adjusted p-value over all of the night's tests.
         threshold: alpha (q-value limit) for tests with a p-value, psi_max for PSI.
-        drifted: q_value < alpha (PSI: statistic > psi_max, informational).
+        drifted: q_value < alpha (PSI: statistic > psi_max, informational; see
+            counts_as_drift).
         reference_n: exams (views for QC) in the reference.
         current_n: exams (views for QC) in the night.
         detail: a short, PHI-free explanation ("new value 'SIEMENS'", "0.31 vs 0.20").
@@ -42,6 +43,12 @@ class DriftTest:
     q_value: float | None = None
     drifted: bool = False
     detail: str = ""
+
+    @property
+    def counts_as_drift(self) -> bool:
+        """q-value below alpha: what a night's drift verdict counts. A PSI above its limit
+        is `drifted` too, for information, but never counts."""
+        return self.drifted and self.p_value is not None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,11 @@ rename, as the worklist is: a reader sees the previous report or the new one, ne
 and a rerun replaces the night. The report shows no exam ids: only counts, shares, medians
 and test results. Every value from the inputs is escaped; a missing column or an all-NaN
 one reads "not recorded".
+
+What counts as drift is decided once, by `verdict.judge`, as drift.night_status decides it
+(q below alpha on a judged night); the banner, the drifted-tests table, the index and
+summary.json all read that. PSI above its limit is listed apart, for information: it is
+never drift.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pipelines.errors import PermanentError
 from pipelines.monitoring import plots
 from pipelines.monitoring.plots import NOT_RECORDED
 from pipelines.monitoring.records import Alert, DriftTest, IntegrityRow, NightStatus
+from pipelines.monitoring.verdict import Judgement, judge, verdict
 from pipelines.publish import publish_linked_dir, write_text
 
 log = logging.getLogger(__name__)
@@ -103,22 +109,6 @@ def _column(frame: pd.DataFrame, column: str, numeric: bool = False) -> pd.Serie
     return pd.to_numeric(series, errors="coerce").dropna() if numeric else series
 
 
-def verdict(inputs: ReportInputs) -> tuple[str, str]:
-    """(kind, sentence): kind is "alert", "sustained", "drifted", "not-judged" or "stable"."""
-    families = sorted({t.family for t in inputs.tests if t.drifted and t.test != "psi"})
-    tonight = [s for s in inputs.statuses if s.study_date == inputs.study_date]
-    if inputs.alert.raised:
-        return "alert", f"Alert raised: {inputs.alert.reason}"
-    if inputs.alert.sustained_families:
-        return "sustained", (f"Drift sustained in {', '.join(inputs.alert.sustained_families)} "
-                             f"(already alerted): {inputs.alert.reason}")
-    if tonight and not tonight[0].judged:
-        return "not-judged", f"Not judged: too few exams tonight ({len(inputs.night)})"
-    if families:
-        return "drifted", f"Drifted tonight in {', '.join(families)}; not sustained"
-    return "stable", "Stable: no test drifted tonight"
-
-
 def _header(inputs: ReportInputs) -> str:
     kind, sentence = verdict(inputs)
     return (f'<section id="header"><h1>Monitoring report: {_e(inputs.task)}, study date '
@@ -128,9 +118,20 @@ def _header(inputs: ReportInputs) -> str:
             f'<p id="verdict" class="verdict {kind}" data-verdict="{kind}">{_e(sentence)}</p></section>')
 
 
-def _test_rows(tests: list[DriftTest]) -> list[list[object]]:
+def _drifted(test: DriftTest, judged: bool) -> str:
+    """The "drifted" cell: yes only for a test that counts as drift on a judged night."""
+    if test.counts_as_drift:
+        return "yes" if judged else "not counted (night not judged)"
+    return "no (PSI above its limit: information only)" if test.drifted else "no"
+
+
+def _row_class(test: DriftTest, judged: bool) -> str:
+    return "drifted" if judged and test.counts_as_drift else "informational" if test.drifted else ""
+
+
+def _test_rows(tests: Sequence[DriftTest], judged: bool) -> list[list[object]]:
     return [[t.family, t.feature, t.test, _num(t.statistic), _num(t.p_value), _num(t.q_value),
-             _num(t.threshold), "yes" if t.drifted else "no", t.detail or ""] for t in tests]
+             _num(t.threshold), _drifted(t, judged), t.detail or ""] for t in tests]
 
 
 TEST_HEADERS = ["family", "feature", "test", "statistic", "p", "q", "threshold", "drifted", "detail"]
@@ -145,9 +146,9 @@ def _scores(inputs: ReportInputs) -> str:
                                      inputs.operating_point), "exam scores, night against reference")
     rates = [f"{name} {(s >= inputs.operating_point).mean():.1%}" if len(s) else f"{name} {NOT_RECORDED}"
              for name, s in (("night", night), ("reference", reference))]
-    tests = [t for t in inputs.tests if t.family == "prediction"]
-    classes = ["drifted" if t.drifted else "" for t in tests]
-    table = (_table("prediction-tests", TEST_HEADERS, _test_rows(tests), classes) if tests
+    tests, judged = [t for t in inputs.tests if t.family == "prediction"], judge(inputs).judged
+    classes = [_row_class(t, judged) for t in tests]
+    table = (_table("prediction-tests", TEST_HEADERS, _test_rows(tests, judged), classes) if tests
              else '<p class="missing">No prediction tests tonight.</p>')
     return (f'<section id="scores"><h2>Score distribution</h2><div class="side">{plot}<div>'
             f"<p>Flag rate at the operating point {inputs.operating_point:.3f}: {_e(', '.join(rates))}.</p>"
@@ -168,44 +169,76 @@ def _metadata(inputs: ReportInputs) -> str:
             + "</section>")
 
 
-def _alpha(tests: list[DriftTest]) -> float:
-    """The q-value limit the night's tests used (PSI's threshold is not one), else the setting."""
+def _limit(tests: Sequence[DriftTest], psi: bool) -> float:
+    """The limit the night's tests used, psi_max for PSI (no p-value) or alpha for q-values,
+    else the setting."""
     from pipelines.config import get_settings
 
-    return next((t.threshold for t in tests if t.test != "psi"), get_settings().drift_alpha)
+    used = [t.threshold for t in tests if (t.p_value is None) == psi]
+    if used:
+        return used[0]
+    return get_settings().drift_psi_max if psi else get_settings().drift_alpha
+
+
+def _nights(inputs: ReportInputs) -> plots.Nights | None:
+    """First and last night the report shows: the time-series plots span these."""
+    return plots.nights_of([inputs.study_date], [s.study_date for s in inputs.statuses],
+                           *(frame["study_date"] for frame in (inputs.history, inputs.qc_rates)
+                             if "study_date" in frame.columns))
 
 
 def _drift(inputs: ReportInputs) -> str:
-    png = plots.drift_plot(inputs.history, _alpha(inputs.tests))
+    j = judge(inputs)
+    png = plots.drift_plot(inputs.history, _limit(inputs.tests, psi=False), _nights(inputs))
     plot = (_img(png, "smallest q-value per family and night") if png
             else f'<p class="missing">Drift history: {NOT_RECORDED}.</p>')
-    drifted = sorted((t for t in inputs.tests if t.drifted),
-                     key=lambda t: (t.q_value is None, t.q_value or 0.0, t.family, t.feature))
-    table = (_table("drifted-tests", TEST_HEADERS, _test_rows(drifted)) if drifted
-             else '<p id="drifted-tests" class="none">No test drifted tonight.</p>')
+    if j.drifted:
+        table = _table("drifted-tests", TEST_HEADERS, _test_rows(j.drifted, j.judged))
+    elif j.judged:
+        table = '<p id="drifted-tests" class="none">No test drifted tonight.</p>'
+    else:
+        table = '<p id="drifted-tests" class="none">Not judged (too few exams): no test counts as drift.</p>'
     nights = sorted(inputs.statuses, key=lambda s: s.study_date, reverse=True)
-    statuses = _table("nights", ["study date", "judged", "drifted families"],
-                      [[s.study_date, "yes" if s.judged else "no (too few exams)",
-                        ", ".join(s.drifted_families) or "none"] for s in nights])
+    statuses = _table("nights", ["study date", "judged", "drifted families"], [
+        [s.study_date, "yes" if s.judged else "no (too few exams)",
+         (", ".join(j.families if s.study_date == inputs.study_date else s.drifted_families) or "none")
+         if s.judged else "not counted"] for s in nights])
     return (f'<section id="drift"><h2>Drift over time</h2>{plot}<h3>Drifted tests tonight</h3>{table}'
-            f"<h3>Nights</h3>{statuses}</section>")
+            f"{_information(inputs, j)}<h3>Nights</h3>{statuses}</section>")
+
+
+def _information(inputs: ReportInputs, j: Judgement) -> str:
+    """PSI above its limit, and q below alpha on a night not judged: shown, never drift."""
+    psi_max = _limit(inputs.tests, psi=True)
+    heading = f"PSI above {psi_max:g}, shown for information, not drift"
+    rows = [[t.family, t.feature, _num(t.statistic), _num(t.threshold), t.detail] for t in j.psi_above]
+    psi = (_table("psi-above", ["family", "feature", "PSI", "threshold", "detail"], rows,
+                  ["informational"] * len(rows)) if rows
+           else f'<p id="psi-above" class="none">No PSI above {psi_max:g} tonight.</p>')
+    text = f'<h3 id="psi-heading">{_e(heading)}</h3>{psi}'
+    if j.not_counted:
+        text += (f"<h3>q below {_limit(inputs.tests, psi=False):g} on a night not judged (too few exams), "
+                 "shown for information, not drift</h3>"
+                 + _table("not-counted", TEST_HEADERS, _test_rows(j.not_counted, j.judged),
+                          ["informational"] * len(j.not_counted)))
+    return text
 
 
 def _artifacts(inputs: ReportInputs) -> str:
-    rates, png = inputs.qc_rates, plots.qc_plot(inputs.qc_rates)
+    rates, png = inputs.qc_rates, plots.qc_plot(inputs.qc_rates, _nights(inputs))
     if png is None:
         return f'<section id="artifacts"><h2>{ARTIFACTS}</h2><p class="missing">{NOT_RECORDED}.</p></section>'
     plot = _img(png, "artifact rates by device and QC code")
     qc = {t.feature: t for t in inputs.tests if t.family == "qc"}
-    rows, classes = [], []
+    rows, classes, judged = [], [], judge(inputs).judged
     dates = pd.to_datetime(rates["study_date"]).dt.strftime("%Y-%m-%d")
     for r in rates[dates == inputs.study_date].sort_values(["device", "code"]).itertuples():
         test = qc.get(f"{r.device}|{r.code}")
         rows.append([r.device, r.code, _num(getattr(r, "views", None), ".0f"),
                      _num(getattr(r, "flagged", None), ".0f"),
                      _num(float(r.rate), ".1%"), "not tested" if test is None else
-                     f"{'yes' if test.drifted else 'no'} (q {_num(test.q_value)})"])
-        classes.append("drifted" if test is not None and test.drifted else "")
+                     f"{_drifted(test, judged)} (q {_num(test.q_value)})"])
+        classes.append("" if test is None else _row_class(test, judged))
     headers = ["device", "QC code", "views", "flagged", "rate", "drifted"]
     table = (_table("artifacts-tonight", headers, rows, classes) if rows
              else '<p class="missing">No artifact rates tonight.</p>')
@@ -232,7 +265,7 @@ td:first-child{white-space:nowrap}img{max-width:100%;border:1px solid #ddd}
 .verdict.drifted,tr.drifted,tr.verdict-drifted{background:#fff3c4}.verdict.not-judged{background:#e0e0e0}
 .verdict.stable,.status-ok,tr.verdict-stable{background:#c8e6c9}tr.verdict-alert{background:#ffcdd2}
 .status-mismatch,.status-missing{background:#ffcdd2;font-weight:bold}
-.status-unregistered,.status-unknown,tr.verdict-sustained{background:#ffe0b2}"""
+.status-unregistered,.status-unknown,tr.verdict-sustained{background:#ffe0b2}tr.informational{background:#e3f2fd}"""
 
 
 def _doc(title: str, body: str) -> str:
@@ -252,7 +285,7 @@ def summary(inputs: ReportInputs) -> dict[str, Any]:
     kind, sentence = verdict(inputs)
     return {"task": inputs.task, "study_date": inputs.study_date, "model_name": inputs.model_name,
             "model_version": inputs.model_version, "verdict": kind, "verdict_text": sentence,
-            "drifted_families": sorted({t.family for t in inputs.tests if t.drifted and t.test != "psi"}),
+            "drifted_families": list(judge(inputs).families),
             "night_exams": len(inputs.night), "reference_exams": len(inputs.reference)}
 
 

@@ -51,8 +51,8 @@ def _operating_point(task: str, model_name: str, version: str) -> float:
 
 def _alert_notice(task: str, date: str, version: str, alert: Alert, tests: list[DriftTest],
                   report_path: str) -> MonitoringNotice:
-    drifted = sorted((t for t in tests if t.drifted and t.p_value is not None and t.family in
-                      alert.sustained_families), key=lambda t: t.q_value or 0.0)[:10]
+    drifted = sorted((t for t in tests if t.counts_as_drift and t.family in alert.sustained_families),
+                     key=lambda t: t.q_value or 0.0)[:10]
     details = tuple(f"{t.family} {t.feature} ({t.test}): q={t.q_value:.2g} {t.detail}".strip()
                     for t in drifted)
     return drift_notice(task, date, version, alert.reason, report_path, details)
@@ -107,7 +107,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorRes
     return MonitorResult(
         date=date, task=task, model_name=model_name, model_version=version, exams=len(night),
         reference_exams=len(ref), judged=status.judged, tests=len(tests),
-        drifted_tests=sum(t.drifted and t.p_value is not None for t in tests),
+        drifted_tests=sum(t.counts_as_drift for t in tests),
         drifted_families=list(status.drifted_families), sustained_families=list(alert.sustained_families),
         alert=alert.raised, alert_reason=alert.reason, integrity_ok=integrity_ok,
         report=str(page), notified=notified)

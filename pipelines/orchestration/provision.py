@@ -12,6 +12,8 @@ Roles (FAB auth manager), besides Airflow's own Admin, Op, User, Viewer and Publ
   trigger, clear, mark, create asset events;
 - `Viewer`: read only.
 
+Every one of them may also read plugins, so Airflow's menu shows them the worklist.
+
 Who may approve a promotion is not a role: it is the approver list of the registered-model
 policy (mlflow/registered_models.yaml), checked against the login that triggered it.
 
@@ -25,6 +27,9 @@ import sys
 from typing import Any
 
 ROLES = {"Hospital IT": "Op", "ML team": "User", "Viewer": "Viewer"}
+# Airflow lists plugin menu entries (the radiologists' "Screening worklist") only to roles
+# that may read plugins; Airflow's own Viewer and User roles may not.
+READ_PLUGINS = ("can_read", "Plugins")
 POOLS = {"pacs": "tasks pulling studies from the PACS (ingest, screening)",
          "training": "model training: one at a time"}
 
@@ -33,7 +38,7 @@ def _role_perms(sm: Any, like: str) -> list[tuple[str, str]]:
     table = {"Viewer": sm.VIEWER_PERMISSIONS,
              "User": sm.VIEWER_PERMISSIONS + sm.USER_PERMISSIONS,
              "Op": sm.VIEWER_PERMISSIONS + sm.USER_PERMISSIONS + sm.OP_PERMISSIONS}
-    return list(table[like])
+    return [*table[like], READ_PLUGINS]
 
 
 def ensure_user(sm: Any, login: str, role: str, first: str, last: str, email: str,
@@ -61,8 +66,7 @@ def main(argv: list[str]) -> int:
     s = get_settings()
     with get_application_builder() as appbuilder:
         sm = appbuilder.sm
-        sm.bulk_sync_roles([{"role": name, "perms": _role_perms(sm, like)}
-                            for name, like in ROLES.items() if name != like])
+        sm.bulk_sync_roles([{"role": name, "perms": _role_perms(sm, like)} for name, like in ROLES.items()])
         if argv and argv[0] == "user":
             login, role, first, last, email = argv[1:6]
             print(ensure_user(sm, login, role, first, last, email, sys.stdin.read().strip()))

@@ -13,6 +13,8 @@ Measured here with a shared pool, 4 threads and a 2 ms keep-alive expiry: 9 fail
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,19 @@ from pipelines.config import RadflowSettings, get_settings
 from pipelines.errors import OrthancUnavailable, PermanentError
 
 IDENTITY = {"Accept-Encoding": "identity"}
+PACS_MODALITY = "pacs"  # the hospital PACS's id among the gateway Orthanc's DicomModalities
+_UID = re.compile(r"\b\d+(?:\.\d+){3,}\b")
+_PYORTHANC_STATUS = re.compile(r"HTTP code: (?P<code>\d{3}), with (?:text|content): (?P<body>.*)", re.S)
+
+
+def _details(body: str) -> str:
+    """Orthanc's own explanation of a refused call ("Details"), UIDs masked: it may quote
+    the query (a study's UID identifies a patient's exam)."""
+    try:
+        details = str(json.loads(body).get("Details", "") or "")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {_UID.sub('<uid>', details)[:300]}" if details else ""
 
 
 class OrthancClient:
@@ -77,17 +92,25 @@ class OrthancClient:
         except httpx.TransportError as exc:
             raise OrthancUnavailable(f"Orthanc at {self.url} did not answer: {exc}") from exc
         except httpx.HTTPStatusError as exc:
-            code = exc.response.status_code
-            if code in (401, 403):
-                raise OrthancUnavailable(
-                    f"Orthanc at {self.url} refused the credentials (HTTP {code}); "
-                    "check RADFLOW_ORTHANC_USERNAME / RADFLOW_ORTHANC_PASSWORD"
-                ) from exc
-            if code >= 500:
-                raise OrthancUnavailable(f"Orthanc at {self.url} failed: HTTP {code}") from exc
-            raise PermanentError(
-                f"Orthanc at {self.url} answered HTTP {code} for {exc.request.url.path}"
-            ) from exc
+            raise self._refused(exc.response.status_code, exc.request.url.path,
+                                _details(exc.response.text)) from exc
+        except httpx.HTTPError as exc:
+            # pyorthanc raises a bare HTTPError "HTTP code: N, with text: <body>" for non-2xx
+            found = _PYORTHANC_STATUS.match(str(exc))
+            if found is None:
+                raise OrthancUnavailable(f"Orthanc at {self.url} failed: {exc}") from exc
+            raise self._refused(int(found["code"]), getattr(fn, "__name__", "a call"),
+                                _details(found["body"])) from exc
+
+    def _refused(self, code: int, what: str, details: str) -> OrthancUnavailable | PermanentError:
+        """The error of an HTTP status: credentials and 5xx are transient, the rest permanent."""
+        if code in (401, 403):
+            return OrthancUnavailable(
+                f"Orthanc at {self.url} refused the credentials (HTTP {code}); "
+                "check RADFLOW_ORTHANC_USERNAME / RADFLOW_ORTHANC_PASSWORD")
+        if code >= 500:
+            return OrthancUnavailable(f"Orthanc at {self.url} failed: HTTP {code} for {what}{details}")
+        return PermanentError(f"Orthanc at {self.url} answered HTTP {code} for {what}{details}")
 
     def system(self) -> dict[str, Any]:
         return dict(self._call(self._api.get_system))
@@ -180,3 +203,77 @@ class OrthancClient:
     def delete_instance(self, instance_id: str) -> None:
         """Delete one instance (callers check it is theirs first)."""
         self._call(self._api.delete_instances_id, instance_id)
+
+    # The hospital PACS, a DICOM modality declared in this Orthanc (DicomModalities)
+
+    def modality_find_studies(self, modality: str, query: dict[str, str]) -> list[dict[str, str]]:
+        """C-FIND at study level through Orthanc: each answer's tags by keyword.
+
+        `query` keys are DICOM keywords; an empty value asks for the attribute back.
+        """
+        started = self._call(self._api.post_modalities_id_query, modality,
+                             json={"Level": "Study", "Query": query})
+        answers = self._call(self._api.get_queries_id_answers, str(started["ID"]),
+                             params={"expand": True, "simplify": True})
+        return [{str(k): str(v) for k, v in a.items()} for a in answers]
+
+    def modality_retrieve(self, modality: str, study_uid: str, mode: str, target_aet: str,
+                          timeout_s: float) -> None:
+        """C-MOVE (to `target_aet`, this Orthanc) or C-GET one study, waiting until it ends.
+
+        Raises:
+            PermanentError: the PACS refused or failed the retrieve (its DIMSE status named).
+            OrthancUnavailable: Orthanc did not answer.
+        """
+        body: dict[str, Any] = {"Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}],
+                                "Synchronous": True, "Timeout": int(timeout_s)}
+        if mode == "get":
+            self._call(self._api.post_modalities_id_get, modality, json=body)
+            return
+        self._call(self._api.post_modalities_id_move, modality, json={**body, "TargetAet": target_aet})
+
+    def modality_store(self, modality: str, instance_ids: Sequence[str], timeout_s: float) -> None:
+        """C-STORE instances of this Orthanc to a declared modality, waiting until it ends."""
+        self._call(self._api.post_modalities_id_store, modality,
+                   json={"Resources": list(instance_ids), "Synchronous": True,
+                         "Timeout": int(timeout_s)})
+
+    def find_study_uid(self, study_uid: str) -> str | None:
+        """The Orthanc id of the study with this StudyInstanceUID, or None."""
+        found = self._call(self._api.post_tools_find, json={
+            "Level": "Study", "Query": {"StudyInstanceUID": study_uid}})
+        return str(found[0]) if found else None
+
+    def delete_study(self, study_id: str) -> None:
+        """Delete a study and its instances (callers check the retention rule first)."""
+        self._call(self._api.delete_studies_id, study_id)
+
+    def sop_class(self, instance_id: str) -> str:
+        """The SOP Class UID Orthanc recorded for an instance (its `SopClassUid` metadata)."""
+        return str(self._call(self._api.get_instances_id_metadata_name, instance_id, "SopClassUid"))
+
+    def find_studies_until(self, last_date: str) -> list[str]:
+        """Orthanc ids of the studies dated on or before `last_date` (YYYYMMDD)."""
+        found = self._call(self._api.post_tools_find, json={
+            "Level": "Study", "Query": {"StudyDate": f"-{last_date}"}})
+        return [str(x) for x in found]
+
+    def find_studies_by_uid(self, study_uids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The studies this Orthanc holds among `study_uids`, by StudyInstanceUID, each
+        expanded ("ID", "MainDicomTags", "PatientMainDicomTags"); a UID it lacks is absent.
+
+        One /tools/find per 100 UIDs, as one backslash-separated multi-valued match (Orthanc
+        1.10 matches each value exactly). An empty value would match every study and `*`/`?`
+        are refused on UIDs, so UIDs with those (no valid UID has them) are never asked.
+        """
+        wanted = list(dict.fromkeys(u for u in study_uids if u and not set(u) & set("\\*?")))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start:start + 100]
+            found = self._call(self._api.post_tools_find, json={
+                "Level": "Study", "Expand": True, "Query": {"StudyInstanceUID": "\\".join(chunk)}})
+            for study in found:
+                uid = str(study.get("MainDicomTags", {}).get("StudyInstanceUID", ""))
+                if uid in chunk:
+                    out[uid] = dict(study)
+        return out

@@ -8,6 +8,7 @@ lives only in the hospital database.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -55,3 +56,29 @@ def lookup(conn: Connection, kind: str, original: str) -> str | None:
         )
     ).first()
     return None if row is None else str(row[0])
+
+
+def original_of(conn: Connection, kind: str, pseudonym: str) -> str | None:
+    """The identifier a pseudonym stands for (re-identification: only inside the hospital,
+    e.g. to find a study in the PACS or show a radiologist whose exam it is), or None."""
+    row = conn.execute(
+        sa.select(pseudonyms.c.original).where(
+            pseudonyms.c.kind == kind, pseudonyms.c.pseudonym == pseudonym
+        )
+    ).first()
+    return None if row is None else str(row[0])
+
+
+def originals_of(conn: Connection, kind: str, given: Iterable[str]) -> dict[str, str]:
+    """{pseudonym: original} for every given pseudonym of `kind` the table holds, in one
+    query per 500 (re-identification, as `original_of`: for one page view, never stored)."""
+    wanted = list(dict.fromkeys(given))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        rows = conn.execute(
+            sa.select(pseudonyms.c.pseudonym, pseudonyms.c.original).where(
+                pseudonyms.c.kind == kind, pseudonyms.c.pseudonym.in_(wanted[start:start + 500])
+            )
+        ).all()
+        found.update({str(p): str(o) for p, o in rows})
+    return found

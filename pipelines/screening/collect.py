@@ -41,6 +41,9 @@ class PreparedView:
     qc: ViewQc
     header: Dataset  # PHI: the original header without pixels, for the PACS write-back only
     device: str  # manufacturer and model name (no serial number)
+    # where the model input lies in the image: top, bottom, left, right in its stored pixels
+    # (half-open, not mirrored; preprocess.model_input_box); None for a radiograph task
+    input_box: tuple[int, int, int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +58,10 @@ def device_of(ds: Dataset) -> str:
     return name.strip() or "UNKNOWN"
 
 
-def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, width: int,
-                 decode_timeout_s: float) -> tuple[np.ndarray, ViewQc]:
-    """Model input and QC of one view.
+def collect_view(ds: Dataset, view: str, task: TaskDefinition, height: int, width: int,
+                 decode_timeout_s: float) -> PreparedView:
+    """One view as the night keeps it: model input, QC, the header without pixels and,
+    for a mammogram, where the model input lies in the image (the CAD SR's marks need it).
 
     Raises:
         InvalidStudy: the pixels cannot be decoded (in time) or are not one 2-D frame.
@@ -65,15 +69,27 @@ def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, widt
     from pipelines.imaging import qc
 
     display = preprocess.view_pixels(ds, height, decode_timeout_s=decode_timeout_s)
+    box = preprocess.model_input_box(display, ds, view) if task.preprocessing == "mammogram" else None
     image = preprocess.task_input(display, ds, view, task.preprocessing, height, width)
-    if task.qc == "none":
-        return image, ViewQc(view=view, features={})
-    mirror = preprocess.chest_wall_is_right(ds, view[0])
-    found = qc.assess(display, mirror, view, task.limits())
-    declared = burned_in_annotation(ds)  # the header says so: text the pixels may hide
-    if declared and not any(f.code == "burned_in_text" for f in found.flags):
-        found = dataclasses.replace(found, flags=(*found.flags, QcFlag("burned_in_text", declared, 1.0)))
-    return image, found
+    found = ViewQc(view=view, features={})
+    if task.qc != "none":
+        mirror = preprocess.chest_wall_is_right(ds, view[0])
+        found = qc.assess(display, mirror, view, task.limits())
+        declared = burned_in_annotation(ds)  # the header says so: text the pixels may hide
+        if declared and not any(f.code == "burned_in_text" for f in found.flags):
+            found = dataclasses.replace(found, flags=(*found.flags, QcFlag("burned_in_text", declared, 1.0)))
+    return PreparedView(view, image, found, without_pixel_data(ds), device_of(ds), input_box=box)
+
+
+def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, width: int,
+                 decode_timeout_s: float) -> tuple[np.ndarray, ViewQc]:
+    """Model input and QC of one view (`collect_view` without what only the write-back needs).
+
+    Raises:
+        InvalidStudy: the pixels cannot be decoded (in time) or are not one 2-D frame.
+    """
+    prepared = collect_view(ds, view, task, height, width, decode_timeout_s)
+    return prepared.image, prepared.qc
 
 
 def collect(client: OrthancClient, task: TaskDefinition, study_date: str, height: int, width: int,
@@ -90,10 +106,9 @@ def collect(client: OrthancClient, task: TaskDefinition, study_date: str, height
             ready = {}
             for view, ds in views.items():
                 try:
-                    image, view_qc = prepare_view(ds, view, task, height, width, decode_timeout_s)
+                    ready[view] = collect_view(ds, view, task, height, width, decode_timeout_s)
                 except InvalidStudy as exc:
                     raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
-                ready[view] = PreparedView(view, image, view_qc, without_pixel_data(ds), device_of(ds))
         except PermanentError as exc:
             held.append(Quarantined(id=study_id, reason=str(exc)))
             with db.get_engine().begin() as conn:

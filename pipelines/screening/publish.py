@@ -13,6 +13,7 @@ import numpy as np
 
 from pipelines.config import get_settings
 from pipelines.deployments import Deployment
+from pipelines.domain import Quarantined
 from pipelines.screening.collect import PreparedExam
 from pipelines.screening.results import ExamRow
 from pipelines.tasks import TaskDefinition
@@ -48,7 +49,8 @@ def write_back(client: OrthancClient, task: TaskDefinition, deployed: Deployment
         views = tuple(
             ViewFinding(view=v.view, source=p.header, score=v.score, image=p.image, heatmap=m,
                         discounted_reason=("; ".join(f.reason for f in v.qc.flags)
-                                           if v.qc.discounted and not row.all_flagged else None))
+                                           if v.qc.discounted and not row.all_flagged else None),
+                        input_box=p.input_box)
             for v, p, m in zip(row.views, exam.views.values(), maps, strict=True))
         result = store(client, ExamFinding(
             task=task.name, exam_score=row.score, suspicion=row.suspicion, flagged=row.flagged,
@@ -60,7 +62,8 @@ def write_back(client: OrthancClient, task: TaskDefinition, deployed: Deployment
 
 def worklist(task: TaskDefinition, study_date: str, deployed: Deployment, prepared: list[PreparedExam],
              rows: list[ExamRow], heatmaps: np.ndarray, reason: str, orthanc_url: str,
-             shadow: dict[str, Any] | None, quarantined: int) -> NightFiles:
+             shadow: dict[str, Any] | None, quarantined: int,
+             not_retrieved: tuple[Quarantined, ...] = ()) -> NightFiles:
     """The night's page, CSV and JSON, and the index of nights."""
     from pipelines.screening.worklist import Night, WorklistEntry, publish_index, publish_night
 
@@ -75,7 +78,8 @@ def worklist(task: TaskDefinition, study_date: str, deployed: Deployment, prepar
                     for v, p, m in zip(row.views, exam.views.values(), maps, strict=True)})
         for exam, row, maps in zip(prepared, rows, _per_view(prepared, heatmaps), strict=True)]
     night = Night(study_date=study_date, task=task.name, model_version=deployed.model_version,
-                  shadow=shadow, quarantined=quarantined, capacity=s.screening_capacity)
+                  shadow=shadow, quarantined=quarantined, capacity=s.screening_capacity,
+                  not_retrieved=not_retrieved)
     files = publish_night(s.worklists_dir, night, entries)
     publish_index(s.worklists_dir)
     return files

@@ -29,6 +29,7 @@ from pipelines.config import get_settings
 from pipelines.deployments import Deployment, current_deployment, find
 from pipelines.domain import ScreenResult
 from pipelines.pacs.client import OrthancClient
+from pipelines.pacs.retrievals import not_retrieved
 from pipelines.screening import capture, collect, publish, results, shadow
 from pipelines.screening import suspicion as scoring
 from pipelines.screening.notice import announce
@@ -96,6 +97,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResu
     timer = StageTimer()
     results.start(rid, spec.name, study_date, deployed.model_name, deployed.model_version,
                   shadow_dep.model_version if shadow_dep else None, s.screening_capacity)
+    missing = not_retrieved(spec.name, study_date)  # pull mode: what the PACS could not send
     try:
         with OrthancClient(s) as client:
             with timer("collect"):
@@ -120,7 +122,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResu
         with timer("worklist"):
             # the shadow stays off the radiologists' page: its agreement is in the run's output
             pages = publish.worklist(spec, study_date, deployed, prepared, rows, heatmaps, reason,
-                                     client.url, None, len(held))
+                                     client.url, None, len(held), tuple(missing))
         notified = 0
         if notify:  # the DAG notifies in its own retried task instead
             with timer("notify"):
@@ -139,4 +141,4 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenResu
                         model_version=deployed.model_version, views_scored=int(len(probs)),
                         quarantined=held, shadow=agreement, task=spec.name, run_id=rid,
                         flag_reason=reason, views_discounted=discounted, stage_seconds=timer.seconds,
-                        write_back=written, notified=notified)
+                        write_back=written, notified=notified, not_retrieved=missing)

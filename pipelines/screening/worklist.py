@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.domain import QcFlag
+from pipelines.domain import QcFlag, Quarantined
 from pipelines.errors import PermanentError
 from pipelines.publish import publish_linked_dir, write_text
 
@@ -83,6 +83,8 @@ class Night:
     shadow: dict[str, Any] | None
     quarantined: int
     capacity: int | None
+    # studies the PACS listed for the night that the gateway could not retrieve (pull mode)
+    not_retrieved: tuple[Quarantined, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +137,8 @@ def night_json(night: Night, rows: list[WorklistEntry]) -> dict[str, Any]:
     return {"study_date": night.study_date, "task": night.task, "model_version": night.model_version,
             "exams": len(rows), "flagged": sum(e.flagged for e in rows), "quarantined": night.quarantined,
             "capacity": night.capacity, "flag_rule": flag_rule(night.capacity),
-            "shadow": night.shadow, "rows": [row_json(i, e) for i, e in enumerate(rows, 1)]}
+            "shadow": night.shadow, "rows": [row_json(i, e) for i, e in enumerate(rows, 1)],
+            "not_retrieved": [{"exam_id": q.id, "reason": q.reason} for q in night.not_retrieved]}
 
 
 def night_csv(night: Night, rows: list[WorklistEntry]) -> str:
@@ -221,6 +224,12 @@ def night_page(night: Night, rows: list[WorklistEntry], pictures: list[dict[str,
     if night.shadow:
         shadow = ('<p class="shadow">Shadow model, scored beside the champion and not used for '
                   "flags: " + ", ".join(f"{_e(k)} {_e(v)}" for k, v in night.shadow.items()) + ".</p>")
+    missing = ""
+    if night.not_retrieved:
+        missing = (f'<div id="not-retrieved"><h2>Not retrieved from the PACS ({len(night.not_retrieved)})'
+                   "</h2><p>The PACS listed these studies for the night, but the gateway could not "
+                   "retrieve them: they were not screened.</p><ul>" + "".join(
+                       f"<li>{_e(q.id)}: {_e(q.reason)}</li>" for q in night.not_retrieved) + "</ul></div>")
     body = "".join(_row(i, e, views, p) for i, (e, p) in enumerate(zip(rows, pictures, strict=True), 1))
     if not rows:
         body = '<tr><td colspan="6">No exams were screened for this date.</td></tr>'
@@ -233,6 +242,7 @@ Sorted by suspicion (1-10), highest first. Views with a dashed orange frame were
 the exam score for the image-quality reason given. Exports:
 <a href="worklist.csv">CSV</a>, <a href="worklist.json">JSON</a>.</p>
 {shadow}
+{missing}
 <table id="worklist"><thead><tr><th>#</th><th>exam</th><th>suspicion</th><th>score</th><th>flag</th>
 <th>views (image, heatmap)</th></tr></thead><tbody>
 {body}

@@ -1,16 +1,17 @@
 """Write a screening result back into the PACS, next to the study the radiologist reads.
 
 Per exam and task: one Comprehensive SR (TID 1500, see sr.py) with per-view findings and
-the exam suspicion, and one secondary-capture series with a heatmap overlay per view
-(see overlays.py), both in the ORIGINAL study (same StudyInstanceUID, patient and study
-attributes copied from the source), Manufacturer "radflow", SeriesDescription
-"radflow <task> SR|heatmaps <model> v<version>".
+the exam suspicion, for mammograms (MG) one Mammography CAD SR (TID 4000, see cad_sr.py)
+whose marks workstations draw, and one secondary-capture series with a heatmap overlay
+per view (see overlays.py), all in the ORIGINAL study (same StudyInstanceUID, patient and
+study attributes copied from the source), Manufacturer "radflow", SeriesDescription
+"radflow <task> SR|CAD-SR|heatmaps <model> v<version>".
 
 A rerun replaces, it never adds: UIDs are hashes of (study UID, task, model version,
 view, digest of the finding), so the same result gets the same UIDs. The new objects are
 stored first; then every other radflow series of that study and task is deleted. At no
 moment does the study hold no result, and after any number of reruns (or a retry after a
-failure half-way) it holds exactly one SR and one heatmap series per task. Original
+failure half-way) it holds exactly one SR (and CAD SR) and one heatmap series per task. Original
 instances are never touched: only series whose Manufacturer is "radflow" and whose
 SeriesDescription names the task are ever deleted.
 
@@ -29,7 +30,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from pipelines.errors import PermanentError
-from pipelines.pacs.policy import RADFLOW_MANUFACTURER  # ingest skips objects by it
+from pipelines.pacs.ours import is_ours, series_description
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,6 +57,10 @@ class ViewFinding:
             map, i.e. a malignancy probability of that image region in [0, 1]. The view
             score is the sigmoid of the mean of the top-k logits, not the mean of these.
         discounted_reason: the QC reason(s) when the view was left out of the exam score.
+        input_box: the region of `source` the model input shows, in the source's own
+            pixels as stored (top, bottom, left, right; half-open, before mirroring): see
+            `preprocess.model_input_box`. None: the CAD SR finds it again from the source's
+            pixels, or, for a header without pixels, puts no mark on the view.
     """
 
     view: str
@@ -64,6 +69,7 @@ class ViewFinding:
     image: np.ndarray
     heatmap: np.ndarray
     discounted_reason: str | None = None
+    input_box: tuple[int, int, int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +132,14 @@ class ExamFinding:
                 h.update(part.encode() + b"\0")
             h.update(_array_bytes(v.image))
             h.update(_array_bytes(v.heatmap))
+            if v.input_box is not None:  # marks move with it (absent: the digest as before)
+                h.update(str(tuple(int(x) for x in v.input_box)).encode())
         return h.hexdigest()
+
+    @property
+    def is_mammography(self) -> bool:
+        """Whether every view is an MG image (such exams also get a Mammography CAD SR)."""
+        return all(str(v.source.get("Modality", "")) == "MG" for v in self.views)
 
 
 def _array_bytes(arr: np.ndarray) -> bytes:
@@ -134,21 +147,6 @@ def _array_bytes(arr: np.ndarray) -> bytes:
 
     a = np.ascontiguousarray(arr, dtype=np.float32)
     return str(a.shape).encode() + a.tobytes()
-
-
-def series_description(task: str, kind: str, model_name: str, model_version: str) -> str:
-    """"radflow <task> <kind> <model> v<version>", cut to the 64 characters of LO.
-
-    The first two words identify radflow's objects of a task in a study (see `is_ours`).
-    """
-    return f"{RADFLOW_MANUFACTURER} {task} {kind} {model_name} v{model_version}"[:64]
-
-
-def is_ours(manufacturer: str, description: str, task: str) -> bool:
-    """Whether a series (by its Manufacturer and SeriesDescription) is radflow's for `task`."""
-    words = description.split()
-    return manufacturer == RADFLOW_MANUFACTURER and len(words) >= 2 \
-        and words[0] == RADFLOW_MANUFACTURER and words[1] == task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +159,7 @@ class WriteBackResult:
         instances_stored: objects Orthanc did not hold before (0 on an identical rerun).
         replaced: earlier radflow instances of this study and task deleted.
         study_id: the Orthanc id of the study (safe to log).
+        cad_sr_sop_instance_uid: the Mammography CAD SR now in the study (None: not MG).
     """
 
     sr_sop_instance_uid: str
@@ -168,6 +167,7 @@ class WriteBackResult:
     instances_stored: int
     replaced: int
     study_id: str
+    cad_sr_sop_instance_uid: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,11 +179,13 @@ class Planned:
     sc_series: str
     sc_instances: dict[str, str]  # view -> SOPInstanceUID
     device: str
+    cad_series: str | None = None  # the Mammography CAD SR: MG exams only
+    cad_instance: str | None = None
 
 
 def plan_uids(finding: ExamFinding) -> Planned:
-    """The UIDs of a finding's SR and SC objects: name-based, from (study UID, task, model
-    version, finding digest, object)."""
+    """The UIDs of a finding's SR, CAD SR (MG only) and SC objects: name-based, from (study
+    UID, task, model version, finding digest, object)."""
     from pipelines.screening.sr import derived_uid
 
     base = [finding.study_uid, finding.task, finding.model_version, finding.digest()]
@@ -191,15 +193,19 @@ def plan_uids(finding: ExamFinding) -> Planned:
     def uid(*parts: str) -> str:
         return derived_uid(*base, *parts)
 
+    mammography = finding.is_mammography
     return Planned(
         sr_series=uid("sr-series"), sr_instance=uid("sr"), sc_series=uid("sc-series"),
         sc_instances={v.view: uid("sc", v.view) for v in finding.views},
         device=derived_uid("radflow", "device", finding.model_name),
+        cad_series=uid("cad-sr-series") if mammography else None,
+        cad_instance=uid("cad-sr") if mammography else None,
     )
 
 
 def build(finding: ExamFinding) -> tuple[Planned, list[Dataset]]:
-    """The SR and the SC images of a finding (SR first), not yet stored.
+    """The SR, the CAD SR (MG exams) and the SC images of a finding, in that order, not
+    yet stored.
 
     Raises:
         PermanentError: the finding is invalid or highdicom refuses an object.
@@ -219,19 +225,24 @@ def build(finding: ExamFinding) -> tuple[Planned, list[Dataset]]:
 
 
 def _build(finding: ExamFinding, uids: Planned) -> list[Dataset]:
+    from pipelines.screening.cad_sr import build_cad_sr
     from pipelines.screening.overlays import build_sc
     from pipelines.screening.sr import build_sr
 
     sr = build_sr(finding, series_uid=uids.sr_series, sop_uid=uids.sr_instance,
                   device_uid=uids.device, series_description=series_description(
                       finding.task, "SR", finding.model_name, finding.model_version))
+    cad = [] if uids.cad_series is None or uids.cad_instance is None else [build_cad_sr(
+        finding, series_uid=uids.cad_series, sop_uid=uids.cad_instance,
+        series_description=series_description(finding.task, "CAD-SR", finding.model_name,
+                                              finding.model_version))]
     heatmaps = series_description(finding.task, "heatmaps", finding.model_name,
                                   finding.model_version)
     scs = [build_sc(v, series_uid=uids.sc_series, sop_uid=uids.sc_instances[v.view],
                     instance_number=i + 1, series_description=heatmaps,
                     model_version=finding.model_version)
            for i, v in enumerate(finding.views)]
-    return [sr, *scs]
+    return [sr, *cad, *scs]
 
 
 def encode(ds: Dataset) -> bytes:
@@ -242,7 +253,7 @@ def encode(ds: Dataset) -> bytes:
 
 
 def write_back(client: OrthancClient, finding: ExamFinding) -> WriteBackResult:
-    """Store the SR and heatmap series of one exam, replacing radflow's earlier ones.
+    """Store the SR, CAD SR (MG) and heatmap series of one exam, replacing radflow's earlier ones.
 
     Stores the new objects first, then deletes every other radflow series (and any stray
     instance) of the same study and task. Idempotent: an identical rerun stores nothing
@@ -274,11 +285,15 @@ def write_back(client: OrthancClient, finding: ExamFinding) -> WriteBackResult:
     study_id = study_ids.pop()
     keep_series = {uids.sr_series, uids.sc_series}
     keep_instances = {uids.sr_instance, *uids.sc_instances.values()}
+    if uids.cad_series is not None and uids.cad_instance is not None:
+        keep_series.add(uids.cad_series)
+        keep_instances.add(uids.cad_instance)
     replaced = remove_stale(client, study_id, finding.task, keep_series, keep_instances)
     log.info("write-back: study %s task %s: %d stored, %d replaced", study_id, finding.task,
              stored, replaced)
     return WriteBackResult(sr_sop_instance_uid=uids.sr_instance, sc_series_uid=uids.sc_series,
-                           instances_stored=stored, replaced=replaced, study_id=study_id)
+                           instances_stored=stored, replaced=replaced, study_id=study_id,
+                           cad_sr_sop_instance_uid=uids.cad_instance)
 
 
 def remove_stale(client: OrthancClient, study_id: str, task: str, keep_series: set[str],

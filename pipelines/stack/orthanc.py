@@ -28,6 +28,43 @@ def dicomweb_plugin() -> Path | None:
     return None
 
 
+def store_only(aet: str, host: str, port: int) -> dict[str, object]:
+    """A modality that may C-STORE into the gateway (and be echoed), nothing else."""
+    return {"AET": aet, "Host": host, "Port": port, "AllowEcho": True, "AllowStore": True,
+            "AllowFind": False, "AllowMove": False, "AllowGet": False}
+
+
+def parse_store_aets(value: str) -> list[tuple[str, str, int]]:
+    """`gateway_store_aets`: "AET@host:port" entries, comma-separated.
+
+    Raises:
+        StackError: an entry is not AET@host:port (the entry is named).
+    """
+    out = []
+    for entry in filter(None, (e.strip() for e in value.split(","))):
+        aet, _, address = entry.partition("@")
+        host, _, port = address.rpartition(":")
+        if not (aet and host and port.isdigit() and len(aet) <= 16):
+            raise StackError(f"RADFLOW_GATEWAY_STORE_AETS entry {entry!r} is not AET@host:port "
+                             "(AE title of at most 16 characters)")
+        out.append((aet, host, int(port)))
+    return out
+
+
+def modalities(settings: RadflowSettings) -> dict[str, object]:
+    """The DICOM nodes the gateway knows: radflow's own tools (synth, tests) from loopback,
+    the hospital PACS when declared (it may store into the gateway, and the gateway finds,
+    retrieves and stores there), and the other declared modalities that may store."""
+    from pipelines.pacs.client import PACS_MODALITY
+
+    known: dict[str, object] = {"radflow": [settings.calling_aet, "127.0.0.1", 104]}
+    if settings.pacs_aet:
+        known[PACS_MODALITY] = store_only(settings.pacs_aet, settings.pacs_host, settings.pacs_port)
+    for i, (aet, host, port) in enumerate(parse_store_aets(settings.gateway_store_aets), start=1):
+        known[f"store-{i}"] = store_only(aet, host, port)
+    return known
+
+
 def write_config(settings: RadflowSettings, password: str) -> Path:
     """Write orthanc.json: loopback HTTP with authentication, DICOM stores from known AEs."""
     root = settings.state / "orthanc"
@@ -47,9 +84,7 @@ def write_config(settings: RadflowSettings, password: str) -> Path:
         "DicomAlwaysAllowStore": False,
         "DicomAlwaysAllowEcho": True,
         "DicomCheckModalityHost": True,
-        "DicomModalities": {
-            "radflow": [settings.calling_aet, "127.0.0.1", 104],
-        },
+        "DicomModalities": modalities(settings),
         "StableAge": settings.orthanc_stable_age_s,
         "KeepAlive": True,
         "MaximumPduLength": 131072,  # ~14% faster C-STORE of mammograms than the 16 KB default

@@ -2,10 +2,10 @@
 
 Synthetic exams with planted artifacts (the truth CSV names them) are screened by a
 registered model with known weights: QC flags match the truth and discount the views,
-results land in the database, an SR and a heatmap series land in each study, the night's
-worklist is published; a rerun changes nothing and duplicates nothing; a night with Triton
-down fails before writing and its retry completes; a chest X-ray task runs on the same code.
-The tests run in file order and build on each other.
+results land in the database, an SR, a CAD SR and a heatmap series land in each study, the
+night's worklist is published; a rerun changes nothing and duplicates nothing; a night with
+Triton down fails before writing and its retry completes; a chest X-ray task runs on the same
+code. The tests run in file order and build on each other.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def test_results_go_back_into_each_study_and_onto_the_worklist(stack: Stack, nig
     assert len(studies) == EXAMS
     for study in studies:
         mine = sorted((s for s in series if s["study"] == study["ID"]), key=lambda s: s["instances"])
-        assert [(s["modality"] == "SR", s["instances"]) for s in mine] == [(True, 1), (False, 4)], mine
+        # the Comprehensive SR and the Mammography CAD SR (one instance each), 4 heatmaps
+        kinds = [(s["modality"] == "SR", s["instances"]) for s in mine]
+        assert kinds == [(True, 1), (True, 1), (False, 4)], mine
     folder = stack.state / "worklists" / "mammo" / NIGHT
     page = (folder / "index.html").read_text()
     exported = json.loads((folder / "worklist.json").read_text())
@@ -129,7 +131,7 @@ def test_a_night_with_triton_down_fails_cleanly_and_its_retry_completes(stack: S
     assert retry["exams"] == 2
     (run,) = stack.query("SELECT * FROM screening_runs WHERE study_date = :d", d=DOWN_NIGHT)
     assert run["status"] == "complete"
-    assert len(radflow_series(stack)) == series_before + 4  # SR + SC for each of the 2 exams
+    assert len(radflow_series(stack)) == series_before + 6  # SR + CAD SR + SC for each of the 2 exams
 
 
 def test_a_chest_xray_task_is_configuration_plus_a_model(

@@ -21,6 +21,7 @@ from pipelines.errors import PermanentError
 from pipelines.monitoring import plots, report
 from pipelines.monitoring.records import Alert, DriftTest, IntegrityRow, NightStatus
 from pipelines.monitoring.report import ReportInputs
+from pipelines.monitoring.verdict import verdict
 
 DATE = "2026-03-14"
 NIGHTS = [str(d.date()) for d in pd.date_range(end=DATE, periods=6)]
@@ -183,7 +184,8 @@ def test_the_verdict_says_the_alert_was_raised_with_the_counts(written: tuple[Pa
     page = Page(written[1])
     attrs, text = page.by_id["verdict"]
     assert attrs["data-verdict"] == "alert"
-    assert text == f"Alert raised: {REASON}"
+    assert text == (f"Alert raised, drift sustained in metadata, prediction: {REASON}. "
+                    "Tonight: judged on 60 exams, drifted in metadata, prediction, qc.")
     assert page.by_id["night-exams"][1] == "60" and page.by_id["reference-exams"][1] == "300"
 
 
@@ -206,13 +208,15 @@ def test_no_exam_id_is_shown_and_values_are_escaped(written: tuple[Path, str]) -
 
 
 def test_tonights_drifted_tests_are_listed_smallest_q_first(written: tuple[Path, str]) -> None:
-    rows = Page(written[1]).table("drifted-tests")
+    page = Page(written[1])
+    rows = page.table("drifted-tests")
     assert [(cells[0], cells[1], cells[2]) for _, cells in rows] == [
         ("metadata", "kvp", "ks"), ("prediction", "score", "ks"), ("metadata", "manufacturer", "chi2"),
-        ("qc", f"{DEVICES[0]}|foreign_object", "binomial"), ("metadata", "software_version", "chi2"),
-        ("prediction", "score", "psi")]
+        ("qc", f"{DEVICES[0]}|foreign_object", "binomial"), ("metadata", "software_version", "chi2")]
     assert rows[2][1][5] == "2e-07" and rows[2][1][8] == "new value 'SIEMENS'"
-    assert rows[5][1][5] == "not recorded"  # PSI has no q-value
+    assert {cells[7] for _, cells in rows} == {"yes"}
+    # the score's PSI is over its limit: listed apart, for information, not as drift
+    assert [cells[:3] for _, cells in page.table("psi-above")] == [["prediction", "score", "0.62"]]
 
 
 def test_prediction_tests_and_flag_rates_sit_beside_the_scores(written: tuple[Path, str]) -> None:
@@ -260,7 +264,8 @@ def test_the_index_lists_every_night_newest_first_with_its_verdict(tmp_path: Pat
     rows = page.table("reports")
     assert [cells[0] for _, cells in rows] == [DATE, "2026-03-13"]
     assert [c for c, _ in rows] == ["verdict-alert", "verdict-stable"]
-    assert rows[0][1][1] == f"Alert raised: {REASON}" and rows[1][1][1] == "Stable: no test drifted tonight"
+    assert rows[0][1][1] == verdict(build_inputs())[1] and rows[0][1][1].startswith("Alert raised")
+    assert rows[1][1][1] == "Stable: judged on 60 exams, no test drifted tonight; not sustained, no alert."
     assert '<a href="2026-03-13/index.html">' in index.read_text(encoding="utf-8")
     summary = json.loads((tmp_path / "mammo" / DATE / "summary.json").read_text(encoding="utf-8"))
     assert summary["drifted_families"] == ["metadata", "prediction", "qc"]
@@ -299,7 +304,7 @@ def test_a_partly_recorded_column_is_plotted(tmp_path: Path) -> None:
 ])
 def test_the_verdict_follows_the_alert_and_tonights_status(alert: Alert, status: NightStatus,
                                                            tests: list[DriftTest], kind: str) -> None:
-    assert report.verdict(build_inputs(alert=alert, statuses=[status], tests=tests))[0] == kind
+    assert verdict(build_inputs(alert=alert, statuses=[status], tests=tests))[0] == kind
 
 
 def test_shares_fold_rare_values_into_other_and_count_missing_as_not_recorded() -> None:
@@ -317,3 +322,128 @@ def test_bad_inputs_are_refused_and_nothing_is_published(tmp_path: Path, changes
     with pytest.raises(PermanentError):
         report.write(build_inputs(**changes), tmp_path)
     assert not any(tmp_path.rglob("index.html"))
+
+
+QUIET = Alert(False, (), "no family drifted on 2 of the last 3 judged nights")
+EXPOSURE = DriftTest("metadata", "exposure_mas", "ks", 0.1, 0.2, 0.01, 300, 60, 0.5, False, "")
+
+
+def night_page(tmp_path: Path, **changes: Any) -> tuple[Page, dict[str, Any]]:
+    """The written page and summary.json of the fabricated night with `changes`."""
+    path = report.write(build_inputs(**changes), tmp_path)
+    return (Page(path.read_text(encoding="utf-8")),
+            json.loads((path.parent / "summary.json").read_text(encoding="utf-8")))
+
+
+def test_psi_above_its_limit_alone_is_no_drift_in_the_banner_or_the_table(tmp_path: Path) -> None:
+    score_ks = dataclasses.replace(TESTS[0], q_value=0.3, drifted=False)
+    page, summary = night_page(tmp_path, tests=[score_ks, TESTS[1], TESTS[2], TESTS[6]], alert=QUIET,
+                               statuses=[NightStatus(DATE, ())])
+    attrs, text = page.by_id["verdict"]
+    assert attrs["data-verdict"] == "stable"
+    assert page.table("drifted-tests") == []
+    assert page.by_id["drifted-tests"][1] == "No test drifted tonight."
+    assert text == "Stable: judged on 60 exams, no test drifted tonight; not sustained, no alert."
+    assert page.by_id["psi-heading"][1] == "PSI above 0.25, shown for information, not drift"
+    assert [(c, cells[:4]) for c, cells in page.table("psi-above")] == [
+        ("informational", ["prediction", "score", "0.62", "0.25"])]
+    psi_row = [(c, cells) for c, cells in page.table("prediction-tests") if cells[2] == "psi"]
+    assert [(c, cells[7]) for c, cells in psi_row] == [
+        ("informational", "no (PSI above its limit: information only)")]
+    assert summary["verdict"] == "stable" and summary["drifted_families"] == []
+
+
+def test_drift_in_one_family_is_named_by_the_banner_and_listed_test_by_test(tmp_path: Path) -> None:
+    tests = [*TESTS[1:7], EXPOSURE]  # metadata drifts (three tests); PSI over its limit; image quiet
+    page, summary = night_page(tmp_path, tests=tests, alert=QUIET,
+                               statuses=[NightStatus(NIGHTS[-2], ()), NightStatus(DATE, ("metadata",))])
+    attrs, text = page.by_id["verdict"]
+    assert attrs["data-verdict"] == "drifted"
+    rows = page.table("drifted-tests")
+    assert [(c, cells[0], cells[1]) for c, cells in rows] == [
+        ("", "metadata", "kvp"), ("", "metadata", "manufacturer"), ("", "metadata", "software_version")]
+    assert text == "Drifted tonight in metadata: judged on 60 exams; not sustained, no alert."
+    assert [cells for _, cells in page.table("nights")] == [
+        [DATE, "yes", "metadata"], [NIGHTS[-2], "yes", "none"]]
+    assert [cells[1] for _, cells in page.table("psi-above")] == ["score"]
+    assert summary["drifted_families"] == ["metadata"]
+
+
+def test_a_night_not_judged_counts_no_drift_and_shows_its_small_q_apart(tmp_path: Path) -> None:
+    page, summary = night_page(tmp_path, alert=Alert(False, (), f"{DATE} not judged: too few exams"),
+                               statuses=[NightStatus(DATE, ("metadata", "prediction", "qc"), judged=False)])
+    attrs, text = page.by_id["verdict"]
+    assert attrs["data-verdict"] == "not-judged"
+    assert page.table("drifted-tests") == []
+    assert text == ("Not judged: too few exams tonight (60), so no test counts as drift; "
+                    "not sustained, no alert.")
+    assert [cells[1] for _, cells in page.table("not-counted")] == [
+        "kvp", "score", "manufacturer", f"{DEVICES[0]}|foreign_object", "software_version"]
+    assert [cells[1:] for _, cells in page.table("nights")] == [["no (too few exams)", "not counted"]]
+    rows = page.table("prediction-tests") + page.table("artifacts-tonight")
+    assert "drifted" not in {c for c, _ in rows}
+    assert not [cells for _, cells in rows if "yes" in cells]
+    assert summary["drifted_families"] == []
+
+
+def test_a_sustained_drift_banner_says_what_tonight_showed(tmp_path: Path) -> None:
+    alert = Alert(False, ("image",), "image drifted on 3 of the last 3 nights; alert already raised on "
+                  "2026-03-12 (cooldown 7 days)")
+    page, _ = night_page(tmp_path, alert=alert, tests=[TESTS[1], TESTS[6]], statuses=[NightStatus(DATE, ())])
+    assert page.by_id["verdict"][1] == (f"Drift sustained in image, no new alert: {alert.reason}. "
+                                        "Tonight: judged on 60 exams, no test drifted.")
+    assert page.table("drifted-tests") == []
+
+
+def xspan(ax: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    from matplotlib.dates import num2date
+
+    low, high = ax.get_xlim()
+    return pd.Timestamp(num2date(low)).tz_localize(None), pd.Timestamp(num2date(high)).tz_localize(None)
+
+
+def covers(ax: Any, first: str, last: str) -> bool:
+    """The axis shows first..last and no more than a day beyond either."""
+    (low, high), day = xspan(ax), pd.Timedelta(days=1)
+    first_night, last_night = pd.Timestamp(first), pd.Timestamp(last)
+    return first_night - day < low <= first_night and last_night <= high < last_night + day
+
+
+def test_the_time_series_span_the_nights_given() -> None:
+    rng = np.random.default_rng(0)
+    drift = plots.drift_figure(history(rng), 0.01)
+    rates = qc_rates(rng)
+    qc = plots.qc_figure(rates.assign(rate=rates["rate"].where(rates["code"] == "foreign_object")))
+    assert drift is not None and qc is not None
+    panels = [ax for ax in qc.axes if ax.axison]
+    assert len(panels) == 2
+    for ax in [*drift.axes[:1], *panels]:
+        assert covers(ax, NIGHTS[0], NIGHTS[-1]), xspan(ax)  # not 1970 for the panel without a point
+    wider = plots.nights_of(["2026-03-01"], [DATE])
+    assert covers(plots.drift_figure(history(rng), 0.01, wider).axes[0], "2026-03-01", DATE)
+
+
+def test_a_single_night_has_a_one_day_axis_labelled_with_its_date() -> None:
+    tonight = history(np.random.default_rng(0)).query("study_date == @DATE")
+    figure = plots.drift_figure(tonight, 0.01)
+    assert figure is not None
+    ax = figure.axes[0]
+    assert covers(ax, DATE, DATE), xspan(ax)  # not the four years autoscaling gives one point
+    figure.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == [DATE]
+
+
+def test_the_reports_plots_span_every_night_of_its_table(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """History recorded for tonight only, nights listed for ten: the plots show the ten."""
+    drawn: list[Any] = []
+    png = plots._png
+    monkeypatch.setattr(plots, "_png", lambda figure: (drawn.append(figure), png(figure))[1])
+    ten = [str(d.date()) for d in pd.date_range(end=DATE, periods=10)]
+    rng = np.random.default_rng(0)
+    report.write(build_inputs(history=history(rng).query("study_date == @DATE"),
+                              qc_rates=qc_rates(rng).query("study_date == @DATE"),
+                              statuses=[NightStatus(n, ()) for n in ten]), tmp_path)
+    series = [ax for figure in drawn for ax in figure.axes if ax.axison and ax.get_xlabel() == "study date"]
+    assert len(series) == 3  # drift over time, two QC codes
+    assert all(covers(ax, ten[0], DATE) for ax in series), [xspan(ax) for ax in series]

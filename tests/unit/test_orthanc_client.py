@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -68,3 +69,56 @@ def test_a_transport_failure_in_a_download_thread_is_orthanc_unavailable(client:
     with pytest.raises(OrthancUnavailable, match="did not answer: .*Bad file descriptor"):
         orthanc.instance_files(["a", "broken", "c"], 3)
     orthanc.close()
+
+
+@pytest.mark.parametrize(("code", "error"), [(422, "PermanentError"), (404, "PermanentError"),
+                                             (500, "OrthancUnavailable"), (401, "OrthancUnavailable")])
+def test_a_refusal_names_its_status_and_orthancs_reason_with_uids_masked(
+        client: tuple[OrthancClient, list[RecordingApi]], code: int, error: str) -> None:
+    orthanc, _ = client
+    body = json.dumps({"Details": 'C-MOVE SCU to AET "PACS" has failed for study 1.2.840.113619.2.55.3 '
+                                  "with DIMSE status 0xC000", "HttpStatus": code})
+
+    def move(*args: Any, **kwargs: Any) -> None:  # pyorthanc's bare HTTPError for a non-2xx answer
+        raise httpx.HTTPError(f"HTTP code: {code}, with text: {body}")
+
+    with pytest.raises(Exception) as caught:
+        orthanc._call(move)
+    assert type(caught.value).__name__ == error
+    message = str(caught.value)
+    assert f"HTTP {code}" in message
+    if code not in (401, 403):
+        assert "C-MOVE SCU" in message and "<uid>" in message and "1.2.840.113619" not in message
+
+
+class FindApi:
+    """Orthanc's /tools/find at study level as 1.10 answers it (checked against a real 1.10.1):
+    a backslash-separated StudyInstanceUID matches each value exactly; an empty one matches all."""
+
+    def __init__(self, held: list[str]) -> None:
+        self.held, self.queries = held, []  # type: ignore[var-annotated]
+
+    def post_tools_find(self, json: dict[str, Any]) -> list[dict[str, Any]]:
+        self.queries.append(json)
+        assert json["Level"] == "Study" and json["Expand"] is True
+        asked = json["Query"]["StudyInstanceUID"].split("\\")
+        return [{"ID": f"id-{uid}", "MainDicomTags": {"StudyInstanceUID": uid, "AccessionNumber": "A"},
+                 "PatientMainDicomTags": {"PatientName": "X^Y"}}
+                for uid in self.held if "" in asked or uid in asked]
+
+    def close(self) -> None:
+        pass
+
+
+def test_studies_are_found_by_uid_a_hundred_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    held = [f"1.2.3.{n}" for n in range(0, 300, 2)]  # the even ones
+    api = FindApi(held)
+    monkeypatch.setattr(OrthancClient, "_new_api", lambda self: api)
+    asked = [f"1.2.3.{n}" for n in range(205)] + ["1.2.3.4", "", "1.2.*", "1.2.3.5\\1.2.3.6"]
+    found = OrthancClient().find_studies_by_uid(asked)
+    assert sorted(found) == sorted(f"1.2.3.{n}" for n in range(0, 205, 2))
+    assert found["1.2.3.4"]["ID"] == "id-1.2.3.4" and found["1.2.3.4"]["PatientMainDicomTags"]
+    values = [q["Query"]["StudyInstanceUID"].split("\\") for q in api.queries]
+    assert [len(v) for v in values] == [100, 100, 5]  # duplicates asked once
+    assert all(u and "*" not in u for v in values for u in v)  # never a value matching every study
+    assert OrthancClient().find_studies_by_uid([]) == {} and len(api.queries) == 3

@@ -19,13 +19,13 @@ import pytest
 from dicom_builders import PATIENT_ID, PATIENT_NAME, screening_exam
 
 from pipelines.errors import PermanentError
+from pipelines.pacs.ours import is_ours
 from pipelines.screening import overlays
 from pipelines.screening.writeback import (
     ExamFinding,
     ViewFinding,
     build,
     encode,
-    is_ours,
     plan_uids,
     write_back,
 )
@@ -156,7 +156,7 @@ def test_dsrdump_parses_the_sr(built: Any) -> None:
     assert "E:" not in done.stderr and "W:" not in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("index", [0, 1, 4])
+@pytest.mark.parametrize("index", [0, 2, 5])  # SR, first and last heatmap
 def test_dciodvfy_finds_no_errors(built: Any, index: int) -> None:
     assert shutil.which("dciodvfy"), "dciodvfy (Debian dicom3tools) is missing: run `make bootstrap`"
     _, _, paths = built
@@ -169,10 +169,10 @@ def test_dciodvfy_finds_no_errors(built: Any, index: int) -> None:
 
 def test_secondary_captures_overlay_each_view(built: Any) -> None:
     finding, objects, paths = built
-    scs = objects[1:]
+    scs = objects[2:]  # after the SR and the CAD SR
     assert len(scs) == 4 and len({sc.SeriesInstanceUID for sc in scs}) == 1
     assert len({sc.SOPInstanceUID for sc in scs}) == 4
-    for view, sc, path in zip(finding.views, scs, paths[1:], strict=True):
+    for view, sc, path in zip(finding.views, scs, paths[2:], strict=True):
         assert sc.SOPClassUID == SECONDARY_CAPTURE
         assert sc.StudyInstanceUID == view.source.StudyInstanceUID
         assert sc.PatientID == view.source.PatientID
@@ -195,7 +195,7 @@ def test_secondary_captures_overlay_each_view(built: Any) -> None:
 
 def test_overlay_orientation_follows_the_mirrored_source(built: Any) -> None:
     finding, objects, _ = built
-    by_view = {v.view: sc for v, sc in zip(finding.views, objects[1:], strict=True)}
+    by_view = {v.view: sc for v, sc in zip(finding.views, objects[2:], strict=True)}
     assert list(finding.views[0].source.PatientOrientation) == ["P", "L"]  # R-CC as stored
     assert list(by_view["R-CC"].PatientOrientation) == ["A", "L"]  # mirrored: chest wall left
     assert list(by_view["L-MLO"].PatientOrientation) == ["A", "FR"]
@@ -314,19 +314,20 @@ def test_rerun_replaces_and_never_duplicates(synth_views: list[pydicom.Dataset],
     write_back(orthanc, other_task)  # type: ignore[arg-type]
     caplog.set_level(logging.DEBUG)
     first = write_back(orthanc, _finding(synth_views))  # type: ignore[arg-type]
-    assert (first.instances_stored, first.replaced) == (5, 0)
+    assert (first.instances_stored, first.replaced) == (6, 0)
     again = write_back(orthanc, _finding(synth_views))  # type: ignore[arg-type]
     assert (again.instances_stored, again.replaced) == (0, 0)
     assert again.sr_sop_instance_uid == first.sr_sop_instance_uid
     new_model = write_back(orthanc, _finding(synth_views, version="4",  # type: ignore[arg-type]
                                              scores=(0.2, 0.3, 0.4, 0.5)))
-    assert (new_model.instances_stored, new_model.replaced) == (5, 5)
+    assert (new_model.instances_stored, new_model.replaced) == (6, 6)
     ours = orthanc.radflow("mammo")
-    assert len(ours) == 5 and {ds.Modality for ds in ours} == {"SR", "OT"}
-    assert len({ds.SeriesInstanceUID for ds in ours if ds.Modality == "SR"}) == 1
+    assert len(ours) == 6 and {ds.Modality for ds in ours} == {"SR", "OT"}
+    assert len({ds.SeriesInstanceUID for ds in ours if ds.Modality == "SR"}) == 2  # SR, CAD SR
     assert {ds.SeriesDescription for ds in ours} == {"radflow mammo SR mammo-classifier v4",
+                                                     "radflow mammo CAD-SR mammo-classifier v4",
                                                      "radflow mammo heatmaps mammo-classifier v4"}
-    assert len(orthanc.radflow("chest")) == 5  # another task's objects are left alone
+    assert len(orthanc.radflow("chest")) == 6  # another task's objects are left alone
     assert {ds.SOPInstanceUID for ds in synth_views} <= set(orthanc.instances)  # originals kept
     # no identifier reaches the log
     text = caplog.text
@@ -334,7 +335,7 @@ def test_rerun_replaces_and_never_duplicates(synth_views: list[pydicom.Dataset],
     for value in (src.PatientID, str(src.PatientName), src.StudyInstanceUID, src.AccessionNumber,
                   PATIENT_NAME):
         assert value not in text
-    assert "5 stored, 5 replaced" in text
+    assert "6 stored, 6 replaced" in text
 
 
 def test_stray_instances_in_a_kept_series_are_removed(synth_views: list[pydicom.Dataset]) -> None:
@@ -343,11 +344,11 @@ def test_stray_instances_in_a_kept_series_are_removed(synth_views: list[pydicom.
     write_back(orthanc, finding)  # type: ignore[arg-type]
     # a fifth heatmap in the same series, as if left by an interrupted older write
     _, objects = build(finding)
-    stray = objects[1].copy()
+    stray = objects[2].copy()
     stray.SOPInstanceUID = pydicom.uid.generate_uid()
     orthanc.upload(encode(stray))
     result = write_back(orthanc, finding)  # type: ignore[arg-type]
-    assert result.replaced == 1 and len(orthanc.radflow("mammo")) == 5
+    assert result.replaced == 1 and len(orthanc.radflow("mammo")) == 6
 
 
 def test_a_refused_store_fails_before_anything_is_deleted(
