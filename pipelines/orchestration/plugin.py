@@ -22,10 +22,9 @@ Airflow's menu links to it (`external_views`): Browse > "Screening worklist" ope
 asChild` around a `Button`), which a click does not follow; menu items are plain links. No
 `url_route`: with one, the UI would show the page in a sandboxed iframe, which the page's CSP
 (`frame-ancestors 'none'`) refuses and whose sandbox would block the verdict buttons. The UI
-lists plugins from `GET /api/v2/plugins`, which needs "can read on Plugins": Admin and
-Op-like roles (`Hospital IT`) have it; Airflow's `Viewer` and `User` permission sets
-(radflow's `Viewer`, `ML team`) do not, so those logins see no menu entry, while
-/radflow/worklist/ itself still admits them.
+lists plugins from `GET /api/v2/plugins`, which needs "can read on Plugins": Airflow's own
+`Viewer` and `User` permission sets lack it, so radflow's provisioning
+(pipelines/orchestration/provision.py) grants it to `Viewer`, `ML team` and `Hospital IT`.
 """
 
 from __future__ import annotations

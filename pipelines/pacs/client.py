@@ -228,7 +228,13 @@ class OrthancClient:
         body: dict[str, Any] = {"Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}],
                                 "Synchronous": True, "Timeout": int(timeout_s)}
         if mode == "get":
-            self._call(self._api.post_modalities_id_get, modality, json=body)
+            try:
+                self._call(self._api.post_modalities_id_get, modality, json=body)
+            except PermanentError as exc:
+                if "HTTP 404" in str(exc):  # Orthanc before 1.12 has no C-GET client
+                    raise PermanentError(f"Orthanc at {self.url} cannot C-GET (it needs Orthanc >= 1.12); "
+                                         "set RADFLOW_PACS_RETRIEVE=move") from exc
+                raise
             return
         self._call(self._api.post_modalities_id_move, modality, json={**body, "TargetAet": target_aet})
 

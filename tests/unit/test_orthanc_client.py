@@ -122,3 +122,15 @@ def test_studies_are_found_by_uid_a_hundred_per_call(monkeypatch: pytest.MonkeyP
     assert [len(v) for v in values] == [100, 100, 5]  # duplicates asked once
     assert all(u and "*" not in u for v in values for u in v)  # never a value matching every study
     assert OrthancClient().find_studies_by_uid([]) == {} and len(api.queries) == 3
+
+
+def test_c_get_on_an_orthanc_without_it_says_to_use_c_move(
+        client: tuple[OrthancClient, list[RecordingApi]], monkeypatch: pytest.MonkeyPatch) -> None:
+    orthanc, _ = client
+
+    def get(*args: Any, **kwargs: Any) -> None:  # Orthanc 1.10: no /modalities/{id}/get
+        raise httpx.HTTPError('HTTP code: 404, with text: {"Message": "Unknown resource"}')
+
+    monkeypatch.setattr(orthanc._api, "post_modalities_id_get", get, raising=False)
+    with pytest.raises(Exception, match="needs Orthanc >= 1.12.*RADFLOW_PACS_RETRIEVE=move"):
+        orthanc.modality_retrieve("pacs", "1.2.3.4.5", "get", "GATEWAY", 60)
