@@ -117,7 +117,7 @@ def _measure(env: dict[str, str], state: Path, db_url: str, pacs: Any, exams: in
     assert delivered["failed"] == [] and screened["exams"] == exams, delivered
     store_s = _bulk_store(env, pacs)
     return {"pull_s": pull_s, "bulk_move_s": move_s, "screen_s": screen_s, "deliver_s": deliver_s,
-            "bulk_store_s": store_s, "delivered_instances": float(sum(delivered["sent"].values()))}
+            "bulk_store_s": store_s, "deliveries_sent": float(sum(delivered["sent"].values()))}
 
 
 def main() -> None:
