@@ -143,3 +143,11 @@ def synthetic_dataset(site: str, index: int, view: str, code: str,
     side, position = view.split("-")
     image = render_view(plan, profile, geometry, side, position)
     return mg_dataset(plan, profile, geometry, view, image, patient_study(plan, profile))
+
+
+def synth_mammo_views(seed: int = 3, scale: float = 0.03) -> list[Dataset]:
+    """The four views of one small `radflow synth` exam (its report left out)."""
+    from pipelines.synth import iter_exams
+
+    exam = next(iter_exams(1, "2025-03-01", "siteA", seed, scale=scale))
+    return [inst.dataset for inst in exam.instances if inst.name != "report"]

@@ -22,8 +22,8 @@ from pipelines.imaging.preprocess import model_input_box, peak_location, preproc
 from pipelines.screening import cad_sr
 from pipelines.screening.collect import collect_view
 from pipelines.screening.writeback import ExamFinding, ViewFinding, build, encode, plan_uids
-from pipelines.synth import iter_exams
 from pipelines.tasks import load as load_tasks
+from tests.unit.dicom_builders import synth_mammo_views
 
 MAMMOGRAPHY_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 REASON = "foreign object: 2 bright blobs over 0.98 of the range (limit 0)"
@@ -48,8 +48,7 @@ def _exam(views: list[ViewFinding], *, flagged: bool = True, exam_score: float =
 
 @pytest.fixture(scope="module")
 def synth_views() -> list[pydicom.Dataset]:
-    exam = next(iter_exams(1, "2025-03-01", "siteA", 3, scale=0.03))
-    return [inst.dataset for inst in exam.instances if inst.name != "report"]
+    return synth_mammo_views()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from pipelines.screening.writeback import (
     plan_uids,
     write_back,
 )
-from pipelines.synth import iter_exams
+from tests.unit.dicom_builders import synth_mammo_views
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -54,8 +54,7 @@ def _finding(datasets: list[pydicom.Dataset], *, task: str = "mammo", version: s
 
 @pytest.fixture(scope="module")
 def synth_views() -> list[pydicom.Dataset]:
-    exam = next(iter_exams(1, "2025-03-01", "siteA", 3, scale=0.03))
-    return [inst.dataset for inst in exam.instances if inst.name != "report"]
+    return synth_mammo_views()
 
 
 @pytest.fixture(scope="module")
