@@ -14,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ import httpx
 import pydicom
 import pytest
 
+from pipelines.gateway import deliver, purge, retrieve
+from pipelines.screening import run as screening
 from tests.integration.hospital_pacs import HospitalPacs, hospital_pacs
 from tests.integration.models import approve, register_versions
 from tests.integration.ris_endpoints import Endpoint, fhir_receiver, mllp_listener
@@ -290,6 +294,26 @@ def test_a_pacs_speaking_dicomweb_gets_the_results_by_stow_rs(
         {(s, kind): 1 for s in bad_studies for kind in ("comprehensive", "cad")}
 
 
+@contextmanager
+def _configured(env: dict[str, str]) -> Iterator[None]:
+    """Stage functions called in this process with a CLI call's settings (`env`): the ten
+    nights below skip ~40 interpreter starts."""
+    from pipelines import config
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("RADFLOW_")}
+    try:
+        for key in saved:
+            del os.environ[key]
+        os.environ.update({k: v for k, v in env.items() if k.startswith("RADFLOW_")})
+        config.reset_settings()
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("RADFLOW_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+        config.reset_settings()
+
+
 def _gateway_bytes(stack: Stack) -> int:
     return int(_gateway(stack, "/statistics")["TotalDiskSize"])
 
@@ -302,19 +326,21 @@ def test_retention_keeps_the_gateway_bounded_over_ten_nights(
         night = (first + dt.timedelta(days=n)).isoformat()
         today = (first + dt.timedelta(days=n + 1)).isoformat()
         _synth_into_pacs(stack, pacs, night, per_night, seed=100 + n)
-        assert stack.radflow("gateway", "retrieve", "--date", night)["retrieved"] == per_night
+        with _configured(delivering):
+            assert retrieve.run(night).retrieved == per_night
         stack.wait_stable()
-        stack.radflow("ingest")
-        assert stack.radflow("screen", "--date", night)["exams"] == per_night
-        if n == 0:  # screened, not delivered: even far past retention, nothing of the night goes
-            early = stack.radflow("gateway", "purge", "--today", "2027-06-01", env=delivering)
-            assert early["kept"] == {"results not delivered": per_night, "not screened": 1}, early
-            early_deleted = early["deleted"]  # the earlier tests' nights, delivered already
-            assert len(_gateway_studies(stack, night)) == per_night
-        stack.radflow("gateway", "deliver", "--date", night, env=delivering)
-        purged = stack.radflow("gateway", "purge", "--today", today, env=delivering)
+        stack.radflow("ingest")  # its worker processes: as the scheduler runs it
+        with _configured(delivering):
+            assert screening.run(night, notify=False).exams == per_night
+            if n == 0:  # screened, not delivered: even far past retention, nothing of the night goes
+                early = purge.run("2027-06-01")
+                assert early.kept == {"results not delivered": per_night, "not screened": 1}, early
+                early_deleted = early.deleted  # the earlier tests' nights, delivered already
+                assert len(_gateway_studies(stack, night)) == per_night
+            assert deliver.run(night).failed == []
+            purged = purge.run(today)
         history.append({"night": night, "gateway_studies": len(_gateway_studies(stack)),
-                        "gateway_bytes": _gateway_bytes(stack), "deleted": purged["deleted"],
+                        "gateway_bytes": _gateway_bytes(stack), "deleted": purged.deleted,
                         "pacs_studies": len(pacs.studies())})
     retained = [len(_gateway_studies(stack, (first + dt.timedelta(days=n)).isoformat())) for n in range(10)]
     # older than 2 days goes: after the last night's purge (the next day) its night and the
