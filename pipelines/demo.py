@@ -108,6 +108,7 @@ def _summary(stack: dict[str, Any], night: str, night_exams: int, training: list
         "triton": stack["services"]["triton"]["http_url"], "airflow": stack["services"]["airflow"]["url"],
         "airflow_login": s.airflow_username, "secrets": str(s.state / "secrets"),
         "worklist": str(s.worklists_dir / "mammo" / night / "index.html"),
+        "worklist_app": f"{stack['services']['airflow']['url']}/radflow/worklist/mammo/{night}",
         "monitoring_report": str(s.reports_dir / "monitoring" / "mammo" / night / "index.html"),
         "training_exams": sum(n for _, n in training), "screened_date": night,
         "screened_exams": len({r["exam_id"] for r in rows if r["model_version"] == dep.model_version}),
@@ -132,7 +133,8 @@ def _render(summary: dict[str, Any]) -> str:
         f"{summary['model_version']}, exam-level test AUC {summary['test_auc']:.3f}",
         f"screened         {summary['screened_exams']} exams of {summary['screened_date']}, "
         f"{summary['flagged']} flagged",
-        f"worklist         {summary['worklist']}",
+        f"worklist         {summary['worklist_app']}   (behind the Airflow login: names "
+        f"resolved at view time, feedback buttons; files: {summary['worklist']})",
         f"monitoring       {summary['monitoring_report']}",
         "timings (s)      " + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items()),
         f"wall clock       {summary['wall_clock_s']} s",
