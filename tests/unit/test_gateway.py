@@ -4,6 +4,7 @@ gateway is in tests/integration/test_hospital_pacs.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -130,3 +131,13 @@ def test_retention_keeps_a_study_until_it_is_ingested_screened_and_delivered() -
         assert why() == "results not delivered"
         conn.execute(sa.update(db.deliveries).values(status="sent"))
         assert why() is None
+
+
+def test_a_purged_study_delivered_before_is_unchanged_on_a_rerun_of_its_night() -> None:
+    sent = {"status": "sent", "model_version": EXAM.model_version, "content": {"message_id": "A"}}
+    purged = dataclasses.replace(_context(sent), study_id="")
+    attempts, outcome, error = deliver._deliver_one(purged, "ris-hl7")
+    assert (attempts, error) == (0, None) and outcome is not None and not outcome.sent
+    assert outcome.content == {"message_id": "A"}
+    older = dataclasses.replace(purged, previous={**sent, "model_version": "2"})
+    assert deliver._deliver_one(older, "ris-hl7") == (0, None, "the gateway no longer holds the study")
