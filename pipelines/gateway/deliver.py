@@ -69,12 +69,12 @@ SENDERS: dict[str, Callable[[Context], Outcome]] = {
 }
 
 
-def _previous(exam_id: str, task: str, destination: str) -> dict[str, Any] | None:
+def _previous(task: str, study_date: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The night's delivery rows by (exam, destination), read once."""
     t = db.deliveries
     with db.get_engine().connect() as conn:
-        row = conn.execute(sa.select(t).where(t.c.exam_id == exam_id, t.c.task == task,
-                                              t.c.destination == destination)).mappings().first()
-    return dict(row) if row else None
+        rows = conn.execute(sa.select(t).where(t.c.task == task, t.c.study_date == study_date)).mappings()
+        return {(str(r["exam_id"]), str(r["destination"])): dict(r) for r in rows}
 
 
 def _record(ctx: Context, destination: str, attempts: int, outcome: Outcome | None,
@@ -146,12 +146,12 @@ def run(study_date: str, task: str = "mammo") -> DeliverResult:
     started = time.monotonic()
     sent, unchanged, superseded = Counter[str](), Counter[str](), 0
     failed: list[dict[str, str]] = []
+    previous = _previous(spec.name, study_date)
     with OrthancClient(s) as client:
         for n, exam in enumerate(exams, start=1):
             study_id = _study_id(client, exam.exam_id)
             for dest in targets:
-                previous = _previous(exam.exam_id, spec.name, dest)
-                ctx = Context(client, s, spec.name, exam, study_id or "", previous)
+                ctx = Context(client, s, spec.name, exam, study_id or "", previous.get((exam.exam_id, dest)))
                 attempts, outcome, error = _deliver_one(ctx, dest)
                 _record(ctx, dest, attempts, outcome, error)
                 if outcome is None:

@@ -6,6 +6,8 @@ boundary.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -151,3 +153,12 @@ def synth_mammo_views(seed: int = 3, scale: float = 0.03) -> list[Dataset]:
 
     exam = next(iter_exams(1, "2025-03-01", "siteA", seed, scale=scale))
     return [inst.dataset for inst in exam.instances if inst.name != "report"]
+
+
+def sr_items(items: Any) -> list[Dataset]:
+    """Every content item of an SR content tree, depth first."""
+    out = []
+    for item in items:
+        out.append(item)
+        out.extend(sr_items(item.get("ContentSequence", [])))
+    return out

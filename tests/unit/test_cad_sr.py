@@ -23,7 +23,7 @@ from pipelines.screening import cad_sr
 from pipelines.screening.collect import collect_view
 from pipelines.screening.writeback import ExamFinding, ViewFinding, build, encode, plan_uids
 from pipelines.tasks import load as load_tasks
-from tests.unit.dicom_builders import synth_mammo_views
+from tests.unit.dicom_builders import sr_items, synth_mammo_views
 
 MAMMOGRAPHY_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 REASON = "foreign object: 2 bright blobs over 0.98 of the range (limit 0)"
@@ -67,14 +67,6 @@ def _meaning(item: pydicom.Dataset) -> str:
     return str(item.ConceptNameCodeSequence[0].CodeMeaning) if "ConceptNameCodeSequence" in item else ""
 
 
-def _walk(items: Any) -> list[pydicom.Dataset]:
-    out = []
-    for item in items:
-        out.append(item)
-        out.extend(_walk(item.get("ContentSequence", [])))
-    return out
-
-
 def _child(item: pydicom.Dataset, meaning: str) -> pydicom.Dataset:
     return next(c for c in item.ContentSequence if _meaning(c) == meaning)
 
@@ -91,7 +83,7 @@ def _resolve(sr: pydicom.Dataset, path: list[int]) -> pydicom.Dataset:
 def _findings(sr: pydicom.Dataset) -> dict[str, pydicom.Dataset]:
     """Single image findings by the SOP instance their Center is selected from."""
     out = {}
-    for item in _walk(sr.ContentSequence):
+    for item in sr_items(sr.ContentSequence):
         if _meaning(item) == "Single Image Finding":
             ref = _child(_child(item, "Center"), "")
             image = _resolve(sr, list(ref.ReferencedContentItemIdentifier))

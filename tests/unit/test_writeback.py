@@ -29,7 +29,7 @@ from pipelines.screening.writeback import (
     plan_uids,
     write_back,
 )
-from tests.unit.dicom_builders import synth_mammo_views
+from tests.unit.dicom_builders import sr_items, synth_mammo_views
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -73,18 +73,10 @@ def built(synth_views: list[pydicom.Dataset], tmp_path_factory: pytest.TempPathF
     return finding, read, paths
 
 
-def _walk(items: Any) -> list[pydicom.Dataset]:
-    out = []
-    for item in items:
-        out.append(item)
-        out.extend(_walk(item.get("ContentSequence", [])))
-    return out
-
-
 def _groups(sr: pydicom.Dataset) -> dict[str, pydicom.Dataset]:
     """Measurement groups by tracking identifier."""
     groups = {}
-    for item in _walk(sr.ContentSequence):
+    for item in sr_items(sr.ContentSequence):
         if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeMeaning \
                 == "Measurement Group":
             ident = next(c.TextValue for c in item.ContentSequence
