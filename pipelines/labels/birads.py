@@ -1,13 +1,18 @@
 """BI-RADS category per breast from a mammography report, with where each one came from.
 
-Mentions are found by `mentions`, given a breast by `laterality`. Then:
+The text is first cleaned of dictation, speech-recognition and OCR slips (`transcripts`)
+and its checkbox forms read as statements (`checkboxes`). Mentions are found by
+`mentions`, given a breast by `laterality`. Then:
 - several categories of one breast combine to the most severe in ACR order
-  (1 < 2 < 3 < 6 < 0 < 4 < 5): an unresolved finding (0) outranks a benign one;
+  (1 < 2 < 3 < 6 < 0 < 4 < 5): an unresolved finding (0) outranks a benign one, and a
+  new suspicious finding (4, 5) in a breast with a known cancer (6) makes that breast 4/5;
 - the overall assessment (a category linked to no breast) goes to the breasts the report
-  describes findings in, or to both when it names none (to the examined breast in a
-  unilateral exam); a benign overall (1, 2) bounds both breasts. When some breast has its
-  own category, the overall one fills the other only if it is more severe than all of
-  them (otherwise the assessed breast already explains it);
+  describes findings in, else to those it does not call negative ("... BI-RADS 0 ...
+  Left breast negative" is the right breast's 0), else to both (to the examined breast
+  in a unilateral exam); a benign overall (1, 2) bounds both breasts but one called only
+  negative. When some breast has its own category, the overall one fills the other only
+  if it is more severe than all of them (otherwise the assessed breast already explains
+  it); when no other breast can take it, it raises a known cancer's 6 (ACR order);
 - a breast the report describes only in negative terms ("the left breast is
   unremarkable"), beside an assessed one, is BI-RADS 1;
 - a report that states no category gives nothing: no category is guessed from prose;
@@ -21,15 +26,17 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from pipelines.labels.checkboxes import untick
 from pipelines.labels.laterality import named_breasts, sides_of_mention
 from pipelines.labels.mentions import RANK, find_mentions
 from pipelines.labels.sections import region_at, regions
+from pipelines.labels.transcripts import clean_transcript
 
 SIDES = ("R", "L")
 _UNILATERAL = re.compile(
     r"\b(?:unilateral\s+)?(?P<side>right|left)\s+(?:breast\s+)?(?:diagnostic\s+|screening\s+)?"
     r"(?:digital\s+)?(?:mammogra(?:m|phy)|tomosynthesis)"
-    r"|^[^\n]*\b(?:additional|diagnostic|spot|magnification)\b[^\n]{0,30}?\b(?P<side2>right|left)\s+breast\b",
+    r"|^[^\n]*\b(?:additional|diagnostic|spot|magnification)\b[^\n.;]{0,30}?\b(?P<side2>right|left)\s+breast\b",
     re.IGNORECASE,
 )
 _ADDENDUM = re.compile(
@@ -100,19 +107,33 @@ def _examined(text: str) -> tuple[str, ...]:
     return ((hit.group("side") or hit.group("side2"))[0].upper(),)
 
 
+def _targets(found: _Assessments, examined: tuple[str, ...]) -> list[str]:
+    """The breasts an overall category (one linked to no breast) belongs to.
+
+    The breasts described with findings, else the examined breasts the report does not
+    call negative ("... BI-RADS 0 ... Left breast negative": the right breast's), else all.
+    A benign overall (1, 2) bounds every breast but one called only negative (that one is 1).
+    """
+    others = [s for s in examined if s not in found.negative_only]
+    if found.overall in NEGATIVE:
+        return others or list(examined)
+    return [s for s in examined if s in found.named] or others or list(examined)
+
+
 def _resolve(found: _Assessments, examined: tuple[str, ...]) -> dict[str, int]:
     """Per-breast categories of the original report (see the module docstring)."""
     out = dict(found.per_side)
-    # A suspicious or incomplete overall assessment belongs to the breasts the report
-    # describes findings in; a benign one (1, 2) bounds both breasts.
-    targets = list(examined)
-    if found.overall not in NEGATIVE:
-        targets = [s for s in examined if s in found.named] or targets
     if found.overall is not None:
+        targets = _targets(found, examined)
         if not out:
             out = {s: found.overall for s in targets}
         elif RANK[found.overall] > max(RANK[c] for c in out.values()):
-            out.update({s: found.overall for s in targets if s not in out})
+            free = [s for s in targets if s not in out]
+            # ACR order puts 0, 4 and 5 above 6: a new suspicious finding in a breast with
+            # a known cancer is assessed 4/5, not 6. So an overall 0/4/5 that no unassessed
+            # breast can take raises the breast that only carried the known cancer.
+            raised = [s for s in targets if out.get(s) == 6]
+            out.update({s: found.overall for s in free or raised})
     if out:
         # A breast the report only calls negative, beside an assessed one, is BI-RADS 1.
         out.update({s: 1 for s in examined if s not in out and s in found.negative_only})
@@ -149,6 +170,7 @@ def _parts(text: str) -> tuple[str, list[str]]:
 
 def read_report(text: str) -> BiradsReading:
     """Per-breast BI-RADS of a report, addenda applied in order; {} when none is stated."""
+    text = untick(clean_transcript(text))  # dictation, OCR slips and checkbox forms as plain text
     text = _REGISTERED.sub(r"\1®", text)  # "BI-RADS(R)" is the registered mark, not the right breast
     original, addenda = _parts(text)
     examined = _examined(text)

@@ -1,10 +1,13 @@
 """A report cut into regions: per-breast sections, neutral sections, history sections.
 
 Hard side headers end with a colon or a dash ("RIGHT BREAST:", "Left -", "R:", "Bilateral:")
-and start a line, a sentence or follow a category ("... BI-RADS 2 L: BI-RADS 4"); they
-run until the next header. Soft side headers are sentences that start with a breast
-("The left breast shows ..."); they run until the next header or blank line and are
-ignored inside a hard side section. Mentions in history sections (COMPARISON, HISTORY,
+and start a line, a sentence or follow a category ("... BI-RADS 2 L: BI-RADS 4"), or stand
+alone on their line ("RIGHT BREAST"); they run until the next header, and one followed by
+text on its line ("Right breast: no findings.") also ends with its paragraph (a blank line)
+so that it does not swallow an assessment paragraph below it. Soft side headers
+are sentences that start with a breast ("The left breast shows ..."); they run until the
+next header or blank line and are ignored inside a hard side section of the same breast
+(one about the other breast ends it). Mentions in history sections (COMPARISON, HISTORY,
 INDICATION) describe earlier exams and are never the current assessment.
 """
 
@@ -14,7 +17,7 @@ import dataclasses
 import re
 
 _BOUND = r"(?:^[ \t]*|(?<=[.;:!?,)\]])[ \t]+|(?<=\d)[ \t]+)(?:[-*•][ \t]*|\d[.)][ \t]*)?"
-_SIDE_WORD = r"(?P<side>right|left|rt\.?|lt\.?|(?-i:R|L)|bilateral(?:ly)?|both\s+breasts)"
+_SIDE_WORD = r"(?P<side>right|left|rt\.?|lt\.?|rgt\.?|lft\.?|(?-i:R|L)|bilateral(?:ly)?|both\s+breasts)"
 HARD = re.compile(
     rf"{_BOUND}{_SIDE_WORD}(?:[ \t]+(?:breast|side|mammogram))?(?:[ \t]+(?:findings?|assessment|impression))?"
     r"[ \t]*(?::|[-–—](?=[ \t])|$)",
@@ -26,20 +29,23 @@ SOFT = re.compile(
 )
 # Sub-headers of a breast's block ("RIGHT BREAST" on its own line, then "Findings:",
 # "Assessment:") stay inside that block; they close an inline "RIGHT BREAST: ..." section.
-_SUB_NAMES = r"FINDINGS|(?:FINAL\s+)?ASSESSMENT|(?:BREAST\s+)?(?:DENSITY|COMPOSITION)|RESULTS?"
+_SUB_NAMES = r"FINDINGS|(?:FINAL\s+)?AS{1,2}ES{1,2}MENT|(?:BREAST\s+)?(?:DENSITY|COMPOSITION)|RESULTS?"
 _NEUTRAL_NAMES = (
-    r"IMPRESSIONS?|CONCLUSIONS?|SUMMARY|OVERALL(?:\s+(?:ASSESSMENT|IMPRESSION))?|RECOMMENDATIONS?"
+    r"IMP(?:RES{1,2}IONS?)?|CONCLUSIONS?|SUMMARY|OVERALL(?:\s+(?:ASSESSMENT|IMPRESSION))?|RECOMMENDATIONS?"
+    r"|CLASSIFICATION|OPINION|DIAGNOSIS|FINAL"
     rf"|TECHNIQUE|EXAM(?:INATION)?|PROCEDURE|{_SUB_NAMES}"
 )
 _HISTORY_NAMES = r"COMPARISONS?|(?:CLINICAL\s+)?HISTORY|INDICATIONS?|REASON\s+FOR\s+EXAM(?:INATION)?|PRIORS?"
 NEUTRAL = re.compile(
-    rf"(?:^[ \t]*|(?<=[.;!?])[ \t]+)(?P<name>{_NEUTRAL_NAMES}|{_HISTORY_NAMES})[ \t]*:",
+    rf"(?:^[ \t]*|(?<=[.;!?])[ \t]+)(?P<name>{_NEUTRAL_NAMES}|{_HISTORY_NAMES})"
+    r"(?:[ \t]*\([^)\n]{0,30}\))?[ \t]*:",  # "Final assessment (per breast):"
     re.IGNORECASE | re.MULTILINE,
 )
 _HISTORY = re.compile(_HISTORY_NAMES, re.IGNORECASE)
 _SUB = re.compile(_SUB_NAMES, re.IGNORECASE)
 HARD_KINDS = ("side", "block")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_LINE_START = re.compile(r"(?:^|\n)[ \t]*(?:[-*•][ \t]*|\d[.)][ \t]*)?\Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +70,9 @@ def _headers(text: str) -> list[tuple[int, int, str, frozenset[str]]]:
     heads = []
     for m in HARD.finditer(text):
         block = not text[m.end() : text.find("\n", m.end()) % (len(text) + 1)].strip()
+        bare = m.group(0).rstrip()[-1:] not in ":-–—"
+        if block and bare and not _LINE_START.search(text, 0, m.start("side")):
+            continue  # "Exam type: Diagnostic, both breasts" ends a line but heads nothing
         heads.append((m.start("side"), m.end(), "block" if block else "side", sides_of(m.group("side"))))
     for m in NEUTRAL.finditer(text):
         name = m.group("name")
@@ -81,7 +90,10 @@ def regions(text: str) -> list[Region]:
     out = [Region(0, len(text), "neutral")]
     for start, body, kind, sides in _headers(text):
         current = out[-1].kind
-        if (kind == "soft" and current in HARD_KINDS) or (kind == "sub" and current == "block"):
+        # A sentence about the same breast stays in its hard section; one that starts with
+        # the other breast ("LEFT BREAST: mass, BI-RADS 6.\nRight breast BI-RADS 1.") ends it.
+        inside = kind == "soft" and current in HARD_KINDS and sides <= out[-1].sides
+        if inside or (kind == "sub" and current == "block"):
             continue
         kind = "neutral" if kind == "sub" else kind
         out[-1] = dataclasses.replace(out[-1], end=min(out[-1].end, start))
@@ -89,7 +101,7 @@ def regions(text: str) -> list[Region]:
         if kind == "history":
             newline = text.find("\n", body)
             end = newline if newline >= 0 else end
-        elif kind == "soft":
+        elif kind in ("soft", "side"):
             blank = _BLANK_LINE.search(text, body)
             end = blank.start() if blank else end
         out.append(Region(body, end, kind, sides))
