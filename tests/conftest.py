@@ -9,13 +9,21 @@ each test.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipelines import config, db
+# One math thread per process while testing: `make test` runs two pytest workers on two
+# cores beside the services they start, and torch's or numpy's OpenMP pools sized to every
+# core spin against each other (a small training test took 9 s alone, 215 s in the suite).
+# Set before anything imports torch; the radflow commands the tests start inherit it.
+for _pool in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_pool, "1")
+
+from pipelines import config, db  # noqa: E402
 
 
 def _load_sibling(name: str) -> object:
