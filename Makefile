@@ -6,6 +6,22 @@ VENV := .venv
 TRITON_VENV := .venv-triton
 STAMP := $(VENV)/.radflow-installed
 TRITON_STAMP := $(TRITON_VENV)/.radflow-installed
+# The torch build, chosen explicitly (PyPI's Linux torch wheel is a CUDA build with GBs of
+# nvidia-* packages): TORCH=cpu (default) from PyTorch's CPU wheel index, TORCH=cuda on GPU
+# servers from its CUDA index (TORCH_CUDA=cu128: CUDA 12.8, driver >= 570; another
+# PyTorch-published variant of the same version, e.g. cu126 or cu130, works the same way).
+# Where PyTorch's index is not reachable, pip falls back to the configured indexes and
+# wheel folders (this machine's local torch-2.13.0+cpu wheel).
+TORCH ?= cpu
+TORCH_VERSION := 2.13.0
+TORCH_CUDA ?= cu128
+TORCH_VARIANT := $(if $(filter cuda,$(TORCH)),$(TORCH_CUDA),$(if $(filter cpu,$(TORCH)),cpu,$(error TORCH must be cpu or cuda, got '$(TORCH)')))
+TORCH_INDEX := https://download.pytorch.org/whl/$(TORCH_VARIANT)
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VARIANT)
+# constraints.txt is locked on the CPU build (torch==2.13.0+cpu): the rest of the install
+# takes it without its torch line, so that it keeps whichever build the first step chose
+NO_TORCH_CONSTRAINTS := $(VENV)/constraints-without-torch.txt
+PIP_NET := --timeout 30 --retries 2
 BENCHES := $(patsubst benchmarks/%.py,%,$(filter-out benchmarks/__init__.py benchmarks/common.py,$(wildcard benchmarks/*.py)))
 
 .PHONY: bootstrap system-deps demo test test-fast lint typecheck bench lock clean
@@ -15,10 +31,23 @@ bootstrap: system-deps $(STAMP) $(TRITON_STAMP)
 system-deps:
 	@bash infra/local/bootstrap-system.sh
 
-$(STAMP): pyproject.toml constraints.txt
+$(NO_TORCH_CONSTRAINTS): constraints.txt
+	@mkdir -p $(VENV)
+	grep -v '^torch==' constraints.txt > $@
+
+# One stamp per torch build: changing TORCH reinstalls torch, then the rest against it.
+# --no-deps: only torch's own page is asked of PyTorch's index; its dependencies (pinned,
+# and the nvidia-* libraries of a CUDA build) come with the project's install below.
+$(TORCH_STAMP): $(NO_TORCH_CONSTRAINTS)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test]'
+	rm -f $(VENV)/.torch-*
+	$(VENV)/bin/python -m pip install -q $(PIP_NET) --no-deps --extra-index-url $(TORCH_INDEX) \
+		'torch==$(TORCH_VERSION)+$(TORCH_VARIANT)'
+	@touch $@
+
+$(STAMP): pyproject.toml $(NO_TORCH_CONSTRAINTS) $(TORCH_STAMP)
+	$(VENV)/bin/python -m pip install -q $(PIP_NET) -c $(NO_TORCH_CONSTRAINTS) -e '.[test]'
 	@touch $@
 
 # The Python-backend stub runs model.py in an isolated interpreter (PYTHONPATH ignored):
@@ -58,6 +87,7 @@ bench-%: bootstrap
 	$(VENV)/bin/python -m benchmarks.$*
 
 lock: $(STAMP)
+	@test "$(TORCH)" = cpu || { echo "make lock: constraints.txt is locked on the CPU build; run it with TORCH=cpu"; exit 1; }
 	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^radflow' > constraints.txt
 
 clean:

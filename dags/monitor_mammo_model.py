@@ -19,6 +19,11 @@ raises an alert (notified); `trigger_retraining` then succeeds and emits the
 `mammo_data_drift` asset, which starts `retrain_mammo_model`. A single noisy night does not.
 Missed days are caught up in order from the go-live moment (the sustained rule reads the
 previous nights).
+
+Once outcomes arrive (`radflow labels import`), the report also shows the realised
+performance per model version and month (`radflow outcomes`), and the night notifies an
+`outcomes` alert when the lower bound of the champion's realised sensitivity is below the
+policy's `outcomes.min_sensitivity`; that alert starts no retraining.
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@ they end, holding no worker slot; a run someone triggers by hand starts at once.
 
 Then: ingest the studies Orthanc marked stable since the last watermark (a slot of the
 `pacs` pool), check the manifest against its data contract, freeze a DVC-versioned dataset
-(patient-level splits, its own contract), train the CNN on it (the `training` pool's one
-slot, RADFLOW_TRAINING_TIMEOUT_MINUTES), log it to MLflow, register it as `challenger`,
-evaluate it on the frozen test split and build the monitoring reference the nights will be
-compared with (its validation exams, seen by its ONNX file). Promotion is a separate, human
-step (`deploy_mammo_model`).
+(patient-level splits, its own contract) and fine-tune on it (the `training` pool's one
+slot, RADFLOW_TRAINING_TIMEOUT_MINUTES) the registered base model
+`mammo-screening-base@base`, or what the `base` param names (an MLflow model URI, a weights
+file, `scratch`); from scratch only when no base is registered. The version's `base_model`
+and `training_start` tags say which. It is logged to MLflow, registered as `challenger`,
+evaluated on the frozen test split beside the base as is and the champion, and given the
+monitoring reference the nights will be compared with (its validation exams, seen by its
+ONNX file). Promotion is a separate, human step (`deploy_mammo_model`).
 
 Failures: a data contract violation fails the run without retry (fix the data, rerun);
 Orthanc or MLflow being down is retried with exponential backoff; a failed task notifies.
@@ -21,7 +24,7 @@ Orthanc or MLflow being down is retried with exponential backoff; a failed task 
 
 from __future__ import annotations
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from pipelines.orchestration.assets import (
     CHALLENGER_MAMMO_MODEL,
@@ -46,6 +49,10 @@ CRON, START = retrain_schedule()
     max_active_runs=1,
     default_args=default_args("ml-team"),
     tags=["radflow", "mammo", "training"],
+    params={"base": Param("", type="string",
+                          description="empty: fine-tune the registered base (mammo-screening-base@base), "
+                                      "from scratch if none; or an MLflow model URI, a weights file, "
+                                      "or 'scratch'")},
     doc_md=__doc__,
 )
 def retrain_mammo_model() -> None:
@@ -77,7 +84,7 @@ def retrain_mammo_model() -> None:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.training import run
 
-        return call_stage(run.run)
+        return call_stage(run.run, base=get_current_context()["params"]["base"] or None)
 
     @task(outlets=[CHALLENGER_MAMMO_MODEL])
     def build_monitoring_reference(trained: dict) -> dict:

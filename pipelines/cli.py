@@ -157,6 +157,20 @@ def _worklist(args: argparse.Namespace) -> Any:
     return {"task": args.task, "since": args.since, "count": len(rows), "feedback": rows}
 
 
+def _labels(args: argparse.Namespace) -> Any:
+    from pipelines.outcomes import imports
+
+    if args.pathology:
+        return imports.import_pathology(args.pathology)
+    return imports.import_follow_up(args.ris)
+
+
+def _outcomes(args: argparse.Namespace) -> Any:
+    from pipelines.outcomes import summary
+
+    return summary.summarise(task=args.task, model_version=args.version)
+
+
 def _monitor(args: argparse.Namespace) -> Any:
     from pipelines.monitoring import run
 
@@ -276,8 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None,
                    help="epochs without a better validation AUC before stopping (params.yaml train.patience)")
     p.add_argument("--base", default=None,
-                   help="fine-tune this base model: an MLflow model URI (models:/NAME@ALIAS, "
-                        "models:/NAME/VERSION, runs:/ID) or a weights file (.pt)")
+                   help="the base model to fine-tune: an MLflow model URI (models:/NAME@ALIAS, "
+                        "models:/NAME/VERSION, runs:/ID), a weights file (.pt), or 'scratch'; "
+                        "default: the task's registered base (<model>-base@base), from scratch "
+                        "when none is registered")
     with_task(p)
 
     p = add("pretrain", _pretrain, "train a base model on a synthetic public site, register it "
@@ -339,6 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
             "artifact per exam and reader), for the ML team")
     p.add_argument("action", choices=["feedback"])
     p.add_argument("--since", help="only nights on or after this study date YYYY-MM-DD")
+    with_task(p)
+
+    p = add("labels", _labels, "import outcomes of screened exams per exam pseudonym and breast: "
+            "pathology (malignant/benign) or follow-up BI-RADS from a RIS export; re-import adds nothing, "
+            "bad rows are listed with their row and column")
+    p.add_argument("action", choices=["import"])
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pathology", metavar="FILE",
+                        help="CSV: exam_id (pseudonym), laterality, outcome, date")
+    source.add_argument("--ris", metavar="FILE", help="RIS CSV export of follow-up reports: accession_number "
+                        "or study_instance_uid of the screened exam, report_text, report_date")
+
+    p = add("outcomes", _outcomes, "realised performance once outcomes arrived: per model version and "
+            "month, exams screened and with an outcome, sensitivity and specificity at the stored flags and "
+            "AUC with bootstrap confidence intervals; the champion checked against the policy's minimum")
+    p.add_argument("--version", default=None, help="the version to check (default: the latest screened)")
     with_task(p)
 
     p = add("monitor", _monitor, "one screened night against the champion's validation data: "

@@ -11,11 +11,12 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PIPELINE_MLFLOW_LOGIN = "radflow-pipeline"  # the stages' MLflow service user; never an approver
+CLINICAL_MIN_INPUT = (1024, 832)  # (rows, columns): the clinical profile's smallest input
 
 
 class RadflowSettings(BaseSettings):
@@ -155,6 +156,15 @@ class RadflowSettings(BaseSettings):
 
     # Training: overrides params.yaml's epochs (tests and quick demos use few).
     train_epochs: int | None = None
+    # The model (pipelines/training/profiles.py): "demo", the small ViewClassifier at
+    # image_height x image_width; "clinical", the GMIC-style model, whose input defaults to
+    # CLINICAL_MIN_INPUT and may not be smaller (set image_height/_width up to the full
+    # detector, e.g. 2944x1920 or 4096x3328). Its sizes are params.yaml `train` keys.
+    model_profile: Literal["demo", "clinical"] = "demo"
+    # Where PyTorch and onnxruntime run (pipelines/modelfiles/device.py): auto = CUDA when
+    # torch sees a GPU, else the CPU; cpu; cuda; cuda:N. Under torchrun each rank takes
+    # cuda:LOCAL_RANK.
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
     # Screening
     hospital_timezone: str = "UTC"
@@ -187,6 +197,23 @@ class RadflowSettings(BaseSettings):
     retrain_schedule: str = "0 3 * * 0"  # cron, hospital_timezone; drift also starts a retraining
     download_workers: int = 4
     ingest_workers: int = 2  # processes that download, decode and preprocess studies
+
+    @model_validator(mode="after")
+    def _profile_input_size(self) -> RadflowSettings:
+        """The clinical profile reads at least CLINICAL_MIN_INPUT (its default input size)."""
+        if self.model_profile != "clinical":
+            return self
+        low_h, low_w = CLINICAL_MIN_INPUT
+        if "image_height" not in self.model_fields_set:
+            self.image_height = low_h
+        if "image_width" not in self.model_fields_set:
+            self.image_width = low_w
+        if self.image_height < low_h or self.image_width < low_w:
+            raise ValueError(
+                f"RADFLOW_IMAGE_HEIGHT/_WIDTH {self.image_height}x{self.image_width} is below the "
+                f"clinical profile's minimum {low_h}x{low_w} (RADFLOW_MODEL_PROFILE=clinical): "
+                "a calcification cluster would be a few pixels")
+        return self
 
     @property
     def state(self) -> Path:

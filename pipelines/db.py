@@ -329,6 +329,20 @@ gateway_deletions = sa.Table(
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# What happened to a screened exam, per breast (issue 16, pipelines/outcomes): pathology or a
+# follow-up BI-RADS, the one that ranks highest (pipelines/outcomes/truth.py). Pseudonyms only.
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("exam_id", sa.String(64), primary_key=True),  # the exam (study) pseudonym
+    sa.Column("side", sa.String(1), primary_key=True),  # R | L
+    sa.Column("source", sa.String(16), nullable=False),  # pathology | follow-up
+    sa.Column("malignant", sa.Boolean, nullable=True),  # pathology's result
+    sa.Column("birads", sa.Integer, nullable=True),  # the follow-up report's category
+    sa.Column("outcome_date", sa.String(10), nullable=True),  # ISO date of the result or report
+    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 @functools.cache
 def engine_for(url: str) -> Engine:

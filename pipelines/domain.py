@@ -200,6 +200,9 @@ class MonitorResult(StageResult):
     integrity_ok: bool | None  # the day's model-file integrity check (None: not run yet)
     report: str
     notified: bool = False
+    # the champion's realised sensitivity (outcomes) below the policy's minimum, and why or why not
+    outcomes_alert: bool = False
+    outcomes_reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipelines.config import PROJECT_DIR
 
 PARAMS_FILE = PROJECT_DIR / "params.yaml"
-# The layer groups a fine-tuning schedule names (pipelines.training.model.LAYER_GROUPS; a
-# test keeps the two equal). Kept here so that reading params does not import torch.
-UNFREEZE_GROUPS = ("stem", "features", "saliency")
+# The layer groups a fine-tuning schedule names: those of every architecture
+# (pipelines.training.profiles.all_groups(); a test keeps the two equal). Kept here so that
+# reading params does not import torch.
+UNFREEZE_GROUPS = ("stem", "features", "saliency", "global", "local", "fusion")
 
 
 class DatasetParams(BaseModel):
@@ -56,9 +57,24 @@ class TrainParams(BaseModel):
     patience: int = Field(default=4, ge=1)  # epochs without a better validation AUC before stopping
     width: int = Field(default=16, ge=4)  # model channels (pipelines/training/model.py)
     top_k: float = Field(default=0.05, gt=0.0, le=1.0)  # heatmap share pooled into the view logit
+    # The clinical profile's model (RADFLOW_MODEL_PROFILE=clinical, pipelines/training/gmic.py);
+    # width and top_k above are its global network's.
+    global_downsample: int = Field(default=4, ge=1)  # the global network reads the view at 1/4
+    patch_size: int = Field(default=256, ge=16)  # full-resolution patches, a multiple of 16 x downsample
+    patches: int = Field(default=6, ge=1)  # patches the local network reads (top-k of the saliency)
+    local_width: int = Field(default=16, ge=4)  # the local network's channels
     # Fine-tuning: the epoch from which each layer group trains (frozen before it). From
     # scratch every group trains from epoch 0.
-    unfreeze_at: dict[str, int] = {"saliency": 0, "features": 2, "stem": 4}
+    unfreeze_at: dict[str, int] = {"saliency": 0, "features": 2, "stem": 4,  # demo
+                                   "fusion": 0, "local": 2, "global": 4}  # clinical
+
+    @model_validator(mode="after")
+    def _patches_tile_the_saliency_grid(self) -> TrainParams:
+        cell = 16 * self.global_downsample
+        if self.patch_size % cell:
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of 16 x "
+                             f"global_downsample = {cell} (a patch covers whole saliency cells)")
+        return self
 
     @field_validator("unfreeze_at")
     @classmethod

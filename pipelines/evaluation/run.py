@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from pipelines.config import get_settings
 from pipelines.domain import StageResult
 from pipelines.errors import NoTrainingData
+from pipelines.evaluation.comparison import three_way
 from pipelines.frozen import load_split
+from pipelines.metrics import comparison
 from pipelines.modelfiles.inference import view_scores
 from pipelines.scoring import exam_table
 from pipelines.tasks import TaskDefinition, get_task
@@ -52,6 +54,9 @@ class EvaluationResult(StageResult):
     specificity_at_sens90: float
     ece: float
     report_dir: str
+    # the same split scored by the base as is, this version and the champion
+    comparison: list[comparison.ComparedModel] = dataclasses.field(default_factory=list)
+    not_scored: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
 
 def operating_point(version: ModelVersion, model: Any, task: TaskDefinition) -> tuple[float, str]:
@@ -95,12 +100,20 @@ def run(alias: str = "challenger", split: str = "test", task: str = "mammo") -> 
         folder = s.state / "evaluation" / active.info.run_id / split
         logged = log_evaluation(model, rows, images, threshold, split=split, folder=folder,
                                 aggregation=definition.aggregation)
+        compared, not_scored = three_way(client, version, model, rows, images, definition, threshold)
+        mlflow.log_dict({"split": split, "dataset_version": data_version,
+                         "models": comparison.as_json(compared), "not_scored": not_scored},
+                        f"comparison/{split}.json")
     m = {key.removeprefix(f"{split}_"): value for key, value in logged.items()}
     for key in EVAL_TAGS:
         client.set_model_version_tag(name, str(version.version),
                                      f"eval_{split}_{key}", f"{m[key]:.4f}")
     client.set_model_version_tag(name, str(version.version), "eval_dataset_version",
                                  data_version)
+    for row in compared:  # e.g. eval_test_auc_base, eval_test_auc_champion
+        if row.role in (comparison.BASE, comparison.CHAMPION):
+            client.set_model_version_tag(name, str(version.version),
+                                         f"eval_{split}_auc_{row.role.split()[0]}", f"{row.auc:.4f}")
     log.info("evaluate: %s@%s on %s %s: AUC %.3f (%.3f-%.3f)", name, alias, dataset,
              split, m["auc"], m["auc_ci_low"], m["auc_ci_high"])
     return EvaluationResult(
@@ -111,4 +124,4 @@ def run(alias: str = "challenger", split: str = "test", task: str = "mammo") -> 
         operating_point_source=source, positive_exams=int(m["positive_exams"]),
         auc_ci_low=round(m["auc_ci_low"], 4), auc_ci_high=round(m["auc_ci_high"], 4),
         specificity_at_sens90=round(m["specificity_at_sens90"], 4), ece=round(m["ece"], 4),
-        report_dir=str(folder))
+        report_dir=str(folder), comparison=compared, not_scored=not_scored)

@@ -49,23 +49,41 @@ class ViewLabel:
     provenance: str
 
 
+def _problem(values: Mapping[str, str]) -> tuple[str, str] | None:
+    """(column, why) of the row's first value outside its domain, else None; `why` never
+    quotes the value (a shifted column may hold an identifier)."""
+    if not values["exam_id"]:
+        return "exam_id", "is empty"
+    if values["laterality"].lower() not in _SIDES:
+        return "laterality", f"is not one of {', '.join(sorted(_SIDES))}"
+    if values["outcome"].lower() not in _OUTCOMES:
+        return "outcome", "is not malignant or benign"
+    try:
+        dt.date.fromisoformat(values["date"])
+    except ValueError:
+        return "date", "is not ISO (YYYY-MM-DD)"
+    return None
+
+
 def _parse(number: int, raw: Mapping[str, str | None]) -> list[Outcome]:
     values = {c: (raw.get(c) or "").strip() for c in COLUMNS}
-    sides = _SIDES.get(values["laterality"].lower())
-    malignant = _OUTCOMES.get(values["outcome"].lower())
-    if not values["exam_id"]:
-        raise LabelFileInvalid(f"pathology row {number}: empty exam_id")
-    if sides is None:
-        raise LabelFileInvalid(f"pathology row {number}: laterality {values['laterality']!r} is not "
-                               f"one of {', '.join(sorted(_SIDES))}")
-    if malignant is None:
-        raise LabelFileInvalid(f"pathology row {number}: outcome {values['outcome']!r} is not "
-                               "malignant or benign")
-    try:
-        date = dt.date.fromisoformat(values["date"])
-    except ValueError as exc:
-        raise LabelFileInvalid(f"pathology row {number}: date {values['date']!r} is not ISO") from exc
+    problem = _problem(values)
+    if problem is not None:
+        column, why = problem
+        if column == "exam_id":
+            raise LabelFileInvalid(f"pathology row {number}: empty exam_id")
+        raise LabelFileInvalid(f"pathology row {number}: {column} {values[column]!r} {why}")
+    date = dt.date.fromisoformat(values["date"])
+    malignant, sides = _OUTCOMES[values["outcome"].lower()], _SIDES[values["laterality"].lower()]
     return [Outcome(values["exam_id"], side, malignant, date) for side in sides]
+
+
+def _reader(fh: Iterable[str]) -> csv.DictReader[str]:
+    reader = csv.DictReader(fh)
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise LabelFileInvalid(f"pathology file lacks column(s) {', '.join(missing)}")
+    return reader
 
 
 def read_pathology(path: Path | str) -> dict[tuple[str, str], Outcome]:
@@ -75,10 +93,7 @@ def read_pathology(path: Path | str) -> dict[tuple[str, str], Outcome]:
         LabelFileInvalid: a missing column or a row with a value outside its domain.
     """
     with Path(path).open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise LabelFileInvalid(f"pathology file lacks column(s) {', '.join(missing)}")
+        reader = _reader(fh)
         outcomes: dict[tuple[str, str], Outcome] = {}
         for number, raw in enumerate(reader, start=2):
             for outcome in _parse(number, raw):
@@ -87,6 +102,34 @@ def read_pathology(path: Path | str) -> dict[tuple[str, str], Outcome]:
                 if known is None or (outcome.malignant and not known.malignant):
                     outcomes[key] = outcome
     return outcomes
+
+
+@dataclasses.dataclass(frozen=True)
+class PathologyRows:
+    """A pathology file read leniently: `outcomes` of the valid rows as (row number,
+    outcome), and `rejected` rows as (row number, column, why), none quoting a value."""
+
+    outcomes: list[tuple[int, Outcome]]
+    rejected: list[tuple[int, str, str]]
+
+
+def read_pathology_rows(path: Path | str) -> PathologyRows:
+    """Every row of a pathology file: a bad row is set aside with its reason, the rest kept
+    (row 1 is the header; a bilateral row gives one outcome per breast).
+
+    Raises:
+        LabelFileInvalid: a missing column (nothing in the file can be read then).
+    """
+    outcomes: list[tuple[int, Outcome]] = []
+    rejected: list[tuple[int, str, str]] = []
+    with Path(path).open(newline="", encoding="utf-8-sig") as fh:
+        for number, raw in enumerate(_reader(fh), start=2):
+            problem = _problem({c: (raw.get(c) or "").strip() for c in COLUMNS})
+            if problem is not None:
+                rejected.append((number, *problem))
+            else:
+                outcomes += [(number, o) for o in _parse(number, raw)]
+    return PathologyRows(outcomes, rejected)
 
 
 def _applies(outcome: Outcome, exam_date: dt.date | None, window_days: int) -> bool:

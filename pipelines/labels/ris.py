@@ -29,10 +29,15 @@ class RisReports:
     """`texts` maps accession number (or study UID when it has none) to the report text.
 
     `skipped` lists (row number, reason) of rows that could not be used; it holds no PHI.
+    `dates` gives each key's latest report date as its digits ("20260501"; "" when
+    undated) and `rows` the row numbers its text was joined from, so that a reader of
+    follow-up reports can date an outcome and name the rows of a key it cannot use.
     """
 
     texts: dict[str, str]
     skipped: list[tuple[int, str]]
+    dates: dict[str, str] = dataclasses.field(default_factory=dict)
+    rows: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +102,10 @@ def read_ris_export(path: Path | str) -> RisReports:
     by_key: dict[str, list[_Row]] = {}
     for row in rows:
         by_key.setdefault(row.key, []).append(row)
-    texts = {}
+    texts, dates, numbers = {}, {}, {}
     for key, versions in by_key.items():
         versions.sort(key=lambda r: (r.date, r.number))  # stable: undated rows in file order
         first, *later = versions
         texts[key] = "\n\n".join([first.text, *(_as_addendum(r.text) for r in later)])
-    return RisReports(texts=texts, skipped=skipped)
+        dates[key], numbers[key] = versions[-1].date, sorted(r.number for r in versions)
+    return RisReports(texts=texts, skipped=skipped, dates=dates, rows=numbers)

@@ -1,10 +1,13 @@
 """The model's own view of an image: its penultimate layer, for embedding drift.
 
-The classifier's last layer is a 1x1 convolution (the saliency map) over the feature map
-of the network; that feature map, averaged over its locations, is the view's embedding
-(64 numbers for the default width). It is read from the same ONNX file Triton serves, by
+The classifier's saliency map is a 1x1 convolution over the feature map of its (global)
+network; that feature map, averaged over its locations, is the view's embedding (64
+numbers for the default width). It is read from the same ONNX file Triton serves, by
 adding the feature map as an extra graph output, so the embedding is exactly what the
-served model computed, with no second copy of the network in PyTorch.
+served model computed, with no second copy of the network in PyTorch. The saliency
+convolution is the Conv node the exporter names after the `saliency` module; a graph
+without one (an older file) takes its last Conv node, which is the same layer in the demo
+ViewClassifier (the GMIC-style model has the local network's convolutions after it).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from pipelines.errors import PermanentError
+from pipelines.modelfiles.device import onnx_providers
 from pipelines.modelfiles.onnx import INPUT, OUTPUTS
 
 EMBEDDING_OUTPUT = "radflow_embedding_features"
+SALIENCY_MODULE = "saliency"  # the models' attribute name of the saliency 1x1 convolution
 
 
 def _with_feature_output(path: Path) -> bytes:
@@ -32,7 +37,8 @@ def _with_feature_output(path: Path) -> bytes:
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     if not convs:
         raise PermanentError(f"model file {path} has no convolution: no penultimate layer to embed")
-    features = convs[-1].input[0]  # graph nodes are topologically sorted: the last Conv is the head
+    heads = [n for n in convs if n.name.startswith(f"/{SALIENCY_MODULE}/")]
+    features = (heads or convs)[-1].input[0]  # graph nodes are topologically sorted
     identity = onnx.helper.make_node("Identity", [features], [EMBEDDING_OUTPUT])
     model.graph.node.append(identity)
     output = onnx.helper.make_tensor_value_info(EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, None)
@@ -49,7 +55,7 @@ class Embedder:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         self.session: Any = ort.InferenceSession(_with_feature_output(path), options,
-                                                 providers=["CPUExecutionProvider"])
+                                                 providers=onnx_providers())
         self.batch_size = batch_size
 
     def embed(self, images: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.errors import DeploymentFailed
+from pipelines.modelfiles.device import onnx_providers, placed
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 PARITY_TOLERANCE = 1e-4
 ONNX_ARTIFACT_DIR = "onnx"  # run artifact folder of the serving file
 INPUT = "image"
-OUTPUTS = ("probability", "heatmap")  # [N, 1] and [N, 1, H/16, W/16]
+OUTPUTS = ("probability", "heatmap")  # [N, 1] and [N, 1, h, w] (H/16, W/16 for the demo model)
 
 
 def export(model: torch.nn.Module, example: np.ndarray, path: Path) -> float:
@@ -32,18 +33,20 @@ def export(model: torch.nn.Module, example: np.ndarray, path: Path) -> float:
 
     model = model.eval()
     x = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            model, (x,), str(path), dynamo=False, opset_version=17,
-            input_names=[INPUT], output_names=list(OUTPUTS),
-            # the image size is the trained one (top-k pooling counts its locations)
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"}, OUTPUTS[1]: {0: "batch"}},
-        )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # on the CPU, both sides: the check is about the export, not about a GPU's arithmetic
+    with placed(model, "cpu"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                model, (x,), str(path), dynamo=False, opset_version=17,
+                input_names=[INPUT], output_names=list(OUTPUTS),
+                # the image size is the trained one (top-k pooling counts its locations)
+                dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"}, OUTPUTS[1]: {0: "batch"}},
+            )
+        with torch.no_grad():
+            want = [t.numpy() for t in model(x)]
+    session = ort.InferenceSession(str(path), providers=onnx_providers("cpu"))
     got = session.run(list(OUTPUTS), {INPUT: x.numpy()})
-    with torch.no_grad():
-        want = [t.numpy() for t in model(x)]
     diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
     if diff > PARITY_TOLERANCE:
         raise DeploymentFailed(f"ONNX export differs from PyTorch by {diff:.2e} "

@@ -1,8 +1,9 @@
 """Telling the ML team and hospital IT: sustained drift (retraining starts) or a model
 file that is not the approved one. Sent like the reading room's notice (pipelines/notify.py's
 webhook and Airflow's SMTP connection); the `id` is stable per night, so receivers drop a retry's
-copy. Webhook JSON: {"id", "kind": "drift"|"integrity", "task", "date", "model_version",
-"summary", "details": [...], "report"}.
+copy. Webhook JSON: {"id", "kind": "drift"|"integrity"|"outcomes", "task", "date", "model_version",
+"summary", "details": [...], "report"}. "outcomes": the champion's realised sensitivity is below
+the policy's minimum (pipelines/monitoring/realised.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 @dataclasses.dataclass(frozen=True)
 class MonitoringNotice:
     id: str
-    kind: str  # "drift" or "integrity"
+    kind: str  # "drift", "integrity" or "outcomes"
     task: str
     date: str
     model_version: str

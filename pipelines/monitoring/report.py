@@ -39,6 +39,7 @@ import pandas as pd
 from pipelines.errors import PermanentError
 from pipelines.monitoring import plots
 from pipelines.monitoring.plots import NOT_RECORDED
+from pipelines.monitoring.realised import RealisedSection, section
 from pipelines.monitoring.records import Alert, DriftTest, IntegrityRow, NightStatus
 from pipelines.monitoring.verdict import Judgement, judge, verdict
 from pipelines.publish import publish_linked_dir, write_text
@@ -73,6 +74,7 @@ class ReportInputs:
     qc_rates: pd.DataFrame  # study_date, device, code, views, flagged, rate
     integrity: list[IntegrityRow]
     operating_point: float
+    realised: RealisedSection | None = None  # outcomes joined with results (None: not computed)
 
 
 class _Html(str):
@@ -277,7 +279,8 @@ def page(inputs: ReportInputs) -> str:
     """The night's report as one HTML document."""
     return _doc(f"radflow monitoring {inputs.task} {inputs.study_date}",
                 '<p><a href="../index.html">all nights</a></p>\n' + "\n".join(
-                    part(inputs) for part in (_header, _scores, _metadata, _drift, _artifacts, _integrity)))
+                    part(inputs) for part in (_header, _scores, _metadata, _drift, _artifacts, _integrity,
+                                              section)))
 
 
 def summary(inputs: ReportInputs) -> dict[str, Any]:

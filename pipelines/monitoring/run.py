@@ -4,9 +4,12 @@ Steps: the night's screening run names the model version that scored it -> its r
 (logged with the version at training) and the night's features (written by screening) ->
 every drift test (metadata, image statistics, embeddings, predictions, artifact rates per
 device; Benjamini-Hochberg over all of them) -> the night's verdict and the sustained-drift
-rule over the previous nights -> one transaction of time series -> the daily report ->
-on an alert, the notification. The DAG turns an alert into the `mammo_data_drift` asset,
-which starts `retrain_mammo_model`. A rerun of a night replaces its rows and its report.
+rule over the previous nights -> the realised performance once outcomes arrived, its
+champion checked against the policy's minimum (monitoring/realised.py) -> one transaction
+of time series -> the daily report -> on an alert, the notification. The DAG turns a drift
+alert into the `mammo_data_drift` asset, which starts `retrain_mammo_model` (a realised
+performance alert is notified only: it needs people, not a retraining). A rerun of a night
+replaces its rows and its report.
 
 `radflow check-integrity`: every model file Triton serves against its registered SHA-256,
 unknown models reported; stored per day and notified when something is wrong.
@@ -23,7 +26,7 @@ from pipelines import features
 from pipelines.config import get_settings
 from pipelines.domain import IntegrityResult, MonitorResult
 from pipelines.errors import PermanentError
-from pipelines.monitoring import alerts, drift, reference, store
+from pipelines.monitoring import alerts, drift, realised, reference, store
 from pipelines.monitoring.notices import MonitoringNotice, drift_notice
 from pipelines.monitoring.records import Alert, DriftTest
 from pipelines.notify import send
@@ -85,12 +88,13 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorRes
     integrity = store.integrity_rows(date)
     integrity_ok = all(r.ok for r in integrity) if integrity else None
     first = (dt.date.fromisoformat(date) - dt.timedelta(days=30)).isoformat()
+    outcomes = realised.assess(task, version)
     inputs = report.ReportInputs(
         task=task, study_date=date, model_name=model_name, model_version=version, reference=ref,
         night=night, tests=tests, history=_with_tonight(store.drift_history(task, version, first, date),
                                                         date, tests),
         statuses=[*earlier, status], alert=alert, qc_rates=store.qc_counts(first, date),
-        integrity=integrity, operating_point=op)
+        integrity=integrity, operating_point=op, realised=outcomes)
     page = report.write(inputs, s.reports_dir / "monitoring")
     run_row = {"run_id": f"{task}/{date}/{version}", "task": task, "study_date": date,
                "model_name": model_name, "model_version": version, "status": "complete",
@@ -101,6 +105,8 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorRes
                "report": str(page), "finished_at": dt.datetime.now(dt.UTC), "error": None}
     store.save(run_row, tests)
     notified = notify and alert.raised and send(_alert_notice(task, date, version, alert, tests, str(page)))
+    if notify and outcomes.alert and outcomes.summary is not None:
+        notified = send(realised.notice(task, date, outcomes.summary, str(page))) or notified
     log.info("monitor %s %s: %d exams vs %d, drifted %s, sustained %s, alert %s", task, date, len(night),
              len(ref), ",".join(status.drifted_families) or "none",
              ",".join(alert.sustained_families) or "none", alert.raised)
@@ -110,7 +116,7 @@ def run(study_date: str, task: str = "mammo", notify: bool = True) -> MonitorRes
         drifted_tests=sum(t.counts_as_drift for t in tests),
         drifted_families=list(status.drifted_families), sustained_families=list(alert.sustained_families),
         alert=alert.raised, alert_reason=alert.reason, integrity_ok=integrity_ok,
-        report=str(page), notified=notified)
+        report=str(page), notified=notified, outcomes_alert=outcomes.alert, outcomes_reason=outcomes.reason)
 
 
 def _with_tonight(frame: pd.DataFrame, date: str, tests: list[DriftTest]) -> pd.DataFrame:

@@ -283,3 +283,14 @@ class OrthancClient:
                 if uid in chunk:
                     out[uid] = dict(study)
         return out
+
+    def find_study_uids_by_accession(self, accession: str) -> list[str]:
+        """StudyInstanceUIDs of the studies this Orthanc holds with exactly this
+        AccessionNumber (one /tools/find); [] for a value with `*`, `?` or a backslash,
+        which Orthanc would read as a pattern or a list rather than the number itself."""
+        if not accession or set(accession) & set("\\*?"):
+            return []
+        found = self._call(self._api.post_tools_find, json={
+            "Level": "Study", "Expand": True, "Query": {"AccessionNumber": accession}})
+        return [uid for study in found
+                if (uid := str(study.get("MainDicomTags", {}).get("StudyInstanceUID", "")))]

@@ -1,4 +1,5 @@
-"""Score the challenger and the champion on the same frozen test split, by exam.
+"""Score the challenger, the champion and the challenger's base on the same frozen test
+split, by exam.
 
 Both registered versions are loaded from MLflow by version number (resolved from their
 aliases once, before scoring, so an alias moving mid-gate cannot mix two models). View
@@ -28,13 +29,20 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class GateInput:
-    """What the gate compares: labels, the two scored models, subgroup attributes."""
+    """What the gate compares: labels, the scored models, subgroup attributes.
+
+    `champion` is None at a first promotion; `base` is the base the challenger was
+    fine-tuned from, as is (None from scratch, or when it could not be scored: then
+    `base_problem` says why)."""
 
     labels: np.ndarray
     challenger: gate.ScoredModel
-    champion: gate.ScoredModel
+    champion: gate.ScoredModel | None
     attributes: pd.DataFrame
     dataset_version: str
+    base: gate.ScoredModel | None = None
+    base_uri: str = ""
+    base_problem: str = ""
 
 
 def operating_point(version: ModelVersion) -> float:
@@ -51,28 +59,49 @@ def operating_point(version: ModelVersion) -> float:
                             f"operating_point tag (got {raw!r})") from None
 
 
-def score_both(challenger: ModelVersion, champion: ModelVersion, policy: PromotionPolicy,
-               dataset: str, aggregation: Aggregation = "breast_mean_exam_max") -> GateInput:
-    """Both versions' exam scores on the labelled test split of the frozen `dataset`."""
+def score_versions(challenger: ModelVersion, champion: ModelVersion | None, policy: PromotionPolicy,
+                   dataset: str, aggregation: Aggregation = "breast_mean_exam_max") -> GateInput:
+    """The challenger's, the champion's and the base's exam scores on the labelled test split
+    of the frozen `dataset` (the base: the challenger's `base_model_uri` tag, if any)."""
     from pipelines.frozen import load_split
 
     rows, images, dataset_version = load_split(dataset, "test")
     labelled = rows.label.notna().to_numpy()  # as in training: unlabelled views never count
     rows, images = rows[labelled].reset_index(drop=True), images[labelled]
     ours = _exam_scores(challenger, rows, images, aggregation)
-    theirs = _exam_scores(champion, rows, images, aggregation)
-    if not ours.exam_id.equals(theirs.exam_id):
+    theirs = None if champion is None else _exam_scores(champion, rows, images, aggregation)
+    if theirs is not None and not ours.exam_id.equals(theirs.exam_id):
         raise RegistryError("challenger and champion were scored on different exams")
-    attributes = ours[[c for c in policy.subgroups if c in ours]]
-    log.info("promote: scored versions %s and %s on %d test exams of dataset %s",
-             challenger.version, champion.version, len(ours), dataset_version)
+    base_uri = (challenger.tags or {}).get("base_model_uri", "")
+    base, problem = _base(base_uri, ours.exam_id, rows, images, aggregation) if base_uri else (None, "")
+    log.info("promote: scored version %s%s%s on %d test exams of dataset %s", challenger.version,
+             "" if champion is None else f", champion {champion.version}",
+             f" and its base {base_uri}" if base is not None else "", len(ours), dataset_version)
     return GateInput(
         labels=ours.label.to_numpy(dtype=int),
         challenger=gate.ScoredModel(str(challenger.version), ours.score.to_numpy(),
                                     operating_point(challenger)),
-        champion=gate.ScoredModel(str(champion.version), theirs.score.to_numpy(),
-                                  operating_point(champion)),
-        attributes=attributes, dataset_version=dataset_version)
+        champion=None if champion is None or theirs is None else gate.ScoredModel(
+            str(champion.version), theirs.score.to_numpy(), operating_point(champion)),
+        attributes=ours[[c for c in policy.subgroups if c in ours]],
+        dataset_version=dataset_version, base=base, base_uri=base_uri, base_problem=problem)
+
+
+def _base(uri: str, exam_ids: pd.Series, rows: pd.DataFrame, images: np.ndarray,
+          aggregation: Aggregation) -> tuple[gate.ScoredModel | None, str]:
+    """The base as is, scored on the same exams; (None, why) when it cannot be loaded."""
+    from pipelines.metrics.comparison import exam_scores
+
+    try:
+        scored = exam_scores(uri, rows, images, aggregation).set_index("exam_id")
+    except Exception as exc:  # the gate then fails its base check, naming this
+        return None, f"{type(exc).__name__}: {str(exc)[:200]}"
+    from pipelines.metrics.comparison import registered_operating_point
+    from pipelines.tracking import mlflow_client
+
+    point = registered_operating_point(mlflow_client(), uri)  # shown, never gated on
+    return gate.ScoredModel(uri, scored.score.loc[exam_ids.to_numpy()].to_numpy(),
+                            float("nan") if point is None else point), ""
 
 
 def _exam_scores(version: ModelVersion, rows: pd.DataFrame, images: np.ndarray,

@@ -11,7 +11,8 @@ share. The checks, with margins from the policy:
   than subgroup_margin. Subgroups are gated on their observed difference (at a hospital's
   volumes a subgroup's CI is too wide to gate on); those too small or with one class
   are listed as skipped with the reason.
-Pure numpy: the caller scores the models. Deterministic for a given seed.
+The policy's floor (a first champion's AUC, a fine-tuned challenger against its base) is
+in registry/floor.py. Pure numpy: the caller scores the models. Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -63,11 +64,33 @@ class GateResult:
                 "skipped_subgroups": [dataclasses.asdict(s) for s in self.skipped]}
 
 
-def first_promotion() -> GateResult:
-    """The gate when no version is champion yet: nothing to compare against."""
-    check = GateCheck(name=FIRST, value=None, limit=None, passed=True,
-                      detail="no champion yet: nothing to compare against (first promotion)")
-    return GateResult(checks=[check], skipped=[], exams=0, positives=0, metrics={})
+def first_promotion(labels: np.ndarray | None = None) -> GateResult:
+    """The gate when no version is champion yet: nothing to compare against. With `labels`
+    (the test split was scored, for the policy's floor) a split of one class fails."""
+    if labels is not None and (failed := _one_class(np.asarray(labels, dtype=int))) is not None:
+        return failed
+    detail = ("no champion yet: nothing to compare against (first promotion)" if labels is None
+              else "no champion yet: held to the policy's floor (first promotion)")
+    check = GateCheck(name=FIRST, value=None, limit=None, passed=True, detail=detail)
+    exams = 0 if labels is None else len(labels)
+    positives = 0 if labels is None else int(np.sum(labels))
+    return GateResult(checks=[check], skipped=[], exams=exams, positives=positives, metrics={})
+
+
+def extended(result: GateResult, checks: list[GateCheck], metrics: dict[str, float]) -> GateResult:
+    """`result` with more checks (and their metrics) appended."""
+    return dataclasses.replace(result, checks=[*result.checks, *checks],
+                               metrics={**result.metrics, **metrics})
+
+
+def _one_class(labels: np.ndarray) -> GateResult | None:
+    positives = int(labels.sum())
+    if positives not in (0, len(labels)):
+        return None
+    check = GateCheck(name=TEST_SET, value=float(positives), limit=None, passed=False,
+                      detail=f"the test split has {positives} positive exams of {len(labels)}: "
+                             "AUC and sensitivity cannot be compared")
+    return GateResult([check], [], len(labels), positives, {})
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -93,22 +116,20 @@ def compare(labels: np.ndarray, challenger: ScoredModel, champion: ScoredModel,
         policy: margins, subgroups and bootstrap settings.
     """
     labels = np.asarray(labels, dtype=int)
+    if (failed := _one_class(labels)) is not None:
+        return failed
     positives = int(labels.sum())
-    if positives in (0, len(labels)):
-        check = GateCheck(name=TEST_SET, value=float(positives), limit=None, passed=False,
-                          detail=f"the test split has {positives} positive exams of {len(labels)}: "
-                                 "AUC and sensitivity cannot be compared")
-        return GateResult([check], [], len(labels), positives, {})
-    metrics = _bootstrap_metrics(labels, challenger, champion, policy)
+    metrics = paired_bootstrap(labels, challenger, champion, policy)
     checks = [_auc_check(metrics, policy), _sensitivity_check(metrics, challenger, champion, policy)]
     subgroup_checks, skipped = _subgroups(labels, challenger, champion, attributes, policy)
     return GateResult(checks + subgroup_checks, skipped, len(labels), positives,
                       {k: round(v, 4) for k, v in metrics.items()})
 
 
-def _bootstrap_metrics(labels: np.ndarray, challenger: ScoredModel, champion: ScoredModel,
-                       policy: PromotionPolicy) -> dict[str, float]:
-    """Point estimates and the paired-bootstrap CI bounds of the two differences."""
+def paired_bootstrap(labels: np.ndarray, challenger: ScoredModel, champion: ScoredModel,
+                     policy: PromotionPolicy) -> dict[str, float]:
+    """Point estimates and the paired-bootstrap CI bounds of the two differences (AUC and
+    sensitivity at each model's operating point), `champion` being the model compared with."""
     a, b = challenger.scores, champion.scores
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     rng = np.random.default_rng(policy.bootstrap.seed)

@@ -2,26 +2,18 @@
 
 The promotion gate reads its margins, subgroups, bootstrap and approvers from here and
 nowhere else; a missing or malformed entry is a PolicyInvalid error naming the field.
+The file itself, and the `outcomes` block monitoring reads too (another stage, which cannot
+import this one), live in the shared pipelines/model_policy.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.config import PROJECT_DIR
-from pipelines.errors import PolicyInvalid
-
-POLICY_FILE = PROJECT_DIR / "mlflow" / "registered_models.yaml"
-
-
-def policy_file() -> Path:
-    """RADFLOW_REGISTRY_POLICY_FILE, else mlflow/registered_models.yaml."""
-    from pipelines.config import get_settings
-
-    return get_settings().registry_policy_file or POLICY_FILE
+from pipelines.model_policy import POLICY_FILE as POLICY_FILE  # re-exported: tests read it here
+from pipelines.model_policy import OutcomesPolicy, invalid, model_entry
 
 
 class BootstrapPolicy(BaseModel):
@@ -50,6 +42,19 @@ class Approver(BaseModel):
         return self.name or self.login
 
 
+class FloorPolicy(BaseModel):
+    """What every champion stands on, whatever it replaces (registry/floor.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # the lower bound of the challenger's test AUC CI; checked at the first promotion (later
+    # ones are held to the champion, which passed it)
+    min_auc_ci_low: float = Field(ge=0.5, le=1.0)
+    # fine-tuned from a base: the lower bound of the CI of AUC(challenger) - AUC(base as is)
+    # must be above -base_auc_margin, at every promotion
+    base_auc_margin: float = Field(ge=0.0, le=0.5)
+
+
 class PromotionPolicy(BaseModel):
     """The gate a challenger must pass to become champion (margins are positive drops)."""
 
@@ -61,6 +66,7 @@ class PromotionPolicy(BaseModel):
     subgroup_min_exams: int = Field(ge=2)
     subgroups: tuple[str, ...] = ()
     bootstrap: BootstrapPolicy
+    floor: FloorPolicy | None = None  # None: a first promotion is not scored at all
     # Logins (Airflow's, for the deploy DAG; MLflow's, for the CLI) that may approve.
     # Empty: any authenticated login (the login is still recorded).
     approvers: tuple[Approver, ...] = ()
@@ -81,6 +87,7 @@ class ModelPolicy(BaseModel):
     owners: tuple[str, ...] = Field(min_length=1)
     required_tags: tuple[str, ...] = ()
     promotion: PromotionPolicy
+    outcomes: OutcomesPolicy | None = None  # realised performance minimum (monitoring alert)
 
 
 def load_policy(model_name: str, path: Path | None = None) -> ModelPolicy:
@@ -90,19 +97,8 @@ def load_policy(model_name: str, path: Path | None = None) -> ModelPolicy:
         PolicyInvalid: the file is missing or unreadable, has no entry for the model, or
             the entry is invalid (the message names the field).
     """
-    path = path or policy_file()
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyInvalid(f"registered-model policy {path} cannot be read: {exc}") from exc
-    models = document.get("models") if isinstance(document, dict) else None
-    entry = models.get(model_name) if isinstance(models, dict) else None
-    if entry is None:
-        raise PolicyInvalid(f"registered-model policy {path} has no entry models.{model_name}")
+    entry, path = model_entry(model_name, path)
     try:
         return ModelPolicy.model_validate(entry)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"models.{model_name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors())
-        raise PolicyInvalid(f"registered-model policy {path} is invalid: {problems}") from exc
+        raise invalid(path, model_name, exc) from exc

@@ -1,7 +1,9 @@
 """`radflow promote`: move alias `champion` to a challenger that passes the gate.
 
 The challenger is compared with the current champion on the same frozen test split
-(`registry.gate`, margins from mlflow/registered_models.yaml). The approver is an
+(`registry.gate`, margins from mlflow/registered_models.yaml), and held to the policy's
+floor (`registry.floor`: a first champion's AUC; a fine-tuned challenger against its base
+as is). The report shows the base as is, the challenger and the champion side by side. The approver is an
 authenticated login listed in the policy (pipelines/registry/approval.py: the Airflow user
 who triggered the deploy DAG, or the CLI's MLflow login) and a reason is required; there is
 no override. Every attempt writes a row in the audit table, refused ones included (a login
@@ -17,10 +19,12 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipelines import db
 from pipelines.domain import PromotionResult
 from pipelines.errors import PermanentError, PromotionRefused, RegistryError
-from pipelines.registry import audit, compare, gate, report
+from pipelines.registry import audit, compare, floor, gate, report
 from pipelines.registry.approval import Identity, Via, identify
 from pipelines.registry.policy import PromotionPolicy, load_policy
 from pipelines.tasks import TaskDefinition, get_task
@@ -82,12 +86,12 @@ def run(reason: str, version: str | None = None, *, task: str = "mammo", via: Vi
     if attempt.previous_version == attempt.version:
         log.info("promote: %s version %s already is champion", name, attempt.version)
         return attempt.result("unchanged", None, None, None)
-    result, dataset_version = _run_gate(target, champion, policy, definition)
+    result, dataset_version, compared = _run_gate(target, champion, policy, definition)
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     outcome = audit.PROMOTED if result.passed else audit.REFUSED
     run_id = report.log_report({
         **attempt.as_json(), "outcome": outcome, "at": stamp, "dataset_version": dataset_version,
-        "policy": policy.model_dump(mode="json"), "gate": result.as_json()})
+        "policy": policy.model_dump(mode="json"), "gate": result.as_json(), "comparison": compared})
     if not result.passed:
         with db.get_engine().begin() as conn:
             attempt.record(conn, audit.REFUSED, result, dataset_version, run_id)
@@ -155,13 +159,46 @@ def refuse_login(attempt: Attempt, action: str, who: Identity) -> None:
 
 
 def _run_gate(target: ModelVersion, champion: ModelVersion | None, policy: PromotionPolicy,
-              task: TaskDefinition) -> tuple[gate.GateResult, str | None]:
-    if champion is None:
-        return gate.first_promotion(), None
-    scored = compare.score_both(target, champion, policy, task.dataset, task.aggregation)
-    result = gate.compare(scored.labels, scored.challenger, scored.champion, scored.attributes,
-                          policy)
-    return result, scored.dataset_version
+              task: TaskDefinition) -> tuple[gate.GateResult, str | None, list[dict[str, Any]]]:
+    """(the gate's result, the test split's dataset version, the comparison table of the
+    base as is, the challenger and the champion on that split)."""
+    if champion is None and policy.floor is None:
+        return gate.first_promotion(), None, []
+    scored = compare.score_versions(target, champion, policy, task.dataset, task.aggregation)
+    if scored.champion is None:
+        result = gate.first_promotion(scored.labels)
+    else:
+        result = gate.compare(scored.labels, scored.challenger, scored.champion, scored.attributes,
+                              policy)
+    if any(c.name == gate.TEST_SET for c in result.checks):  # one class: nothing is measurable
+        return result, scored.dataset_version, []
+    checks, metrics = floor.checks(scored.labels, scored.challenger, policy,
+                                   first=scored.champion is None, base=scored.base,
+                                   base_uri=scored.base_uri, base_problem=scored.base_problem)
+    return (gate.extended(result, checks, metrics), scored.dataset_version,
+            _comparison(scored, target, champion, policy))
+
+
+def _comparison(scored: compare.GateInput, target: ModelVersion, champion: ModelVersion | None,
+                policy: PromotionPolicy) -> list[dict[str, Any]]:
+    """The three-way table (pipelines/metrics/comparison.py) from the gate's own scores."""
+    from pipelines.metrics import comparison
+
+    contenders = []
+    if scored.base is not None:
+        point = scored.base.operating_point
+        contenders.append(comparison.Contender(comparison.BASE, scored.base_uri, scored.base.scores,
+                                               None if np.isnan(point) else point))
+    role = comparison.CHALLENGER if scored.base_uri else comparison.CHALLENGER_FROM_SCRATCH
+    contenders.append(comparison.Contender(role, f"{target.name} version {target.version}",
+                                           scored.challenger.scores, scored.challenger.operating_point))
+    if scored.champion is not None and champion is not None:
+        contenders.append(comparison.Contender(
+            comparison.CHAMPION, f"{champion.name} version {champion.version}",
+            scored.champion.scores, scored.champion.operating_point))
+    rows = comparison.compare(scored.labels, contenders, resamples=policy.bootstrap.resamples,
+                              seed=policy.bootstrap.seed, level=policy.bootstrap.confidence)
+    return comparison.as_json(rows)
 
 
 def _move_alias(client: MlflowClient, attempt: Attempt, result: gate.GateResult,

@@ -47,6 +47,11 @@ def render_html(report: dict[str, Any]) -> str:
                            f"<td>{_e(s['reason'])}</td></tr>" for s in gate["skipped_subgroups"])
     metric_rows = "".join(f"<tr><td>{_e(k)}</td><td>{v:.4f}</td></tr>"
                           for k, v in gate["metrics"].items())
+    compared = "".join(
+        f"<tr><td>{_e(r['role'])}</td><td>{_e(r['model'])}</td><td>{r['auc']:.3f}</td>"
+        f"<td>{r['auc_ci_low']:.3f} - {r['auc_ci_high']:.3f}</td><td>{_rate(r['sensitivity'])}</td>"
+        f"<td>{_rate(r['specificity'])}</td><td>{_rate(r['operating_point'])}</td></tr>"
+        for r in report.get("comparison") or [])
     title = f"Promotion report: {report['model_name']} version {report['version']}"
     return "".join([
         f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
@@ -54,6 +59,10 @@ def render_html(report: dict[str, Any]) -> str:
         "<table>", *(f"<tr><th>{_e(k)}</th><td>{_e(str(v))}</td></tr>" for k, v in about),
         "</table><h2>Checks</h2><table><tr><th>check</th><th>value</th><th>limit</th>",
         f"<th>result</th><th>detail</th></tr>{check_rows}</table>",
+        "<h2>Base as is, challenger and champion on the same test split</h2>",
+        ("<table id=\"comparison\"><tr><th>model</th><th>which</th><th>AUC</th><th>AUC CI</th>"
+         f"<th>sensitivity</th><th>specificity</th><th>operating point</th></tr>{compared}</table>"
+         if compared else "<p>none (nothing was scored)</p>"),
         "<h2>Skipped subgroups</h2>",
         (f"<table><tr><th>subgroup</th><th>exams</th><th>reason</th></tr>{skipped_rows}</table>"
          if skipped_rows else "<p>none</p>"),
@@ -79,6 +88,10 @@ def log_report(report: dict[str, Any]) -> str:
         mlflow.log_dict(report, JSON_ARTIFACT)
         mlflow.log_text(render_html(report), HTML_ARTIFACT)
     return str(active.info.run_id)
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _num(value: float | None) -> str:

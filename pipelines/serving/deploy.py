@@ -4,7 +4,8 @@ A deploy (1) downloads the version's ONNX file from MLflow and checks its SHA-25
 the registered one, (2) publishes `<repo>/<model>/<version>/` by one rename, (3) checks
 every file Triton is about to load against MLflow again, (4) loads the new version
 BESIDE the one serving (version policy: both), (5) waits for readiness and checks a
-smoke inference against onnxruntime's answer on the same input, and only then (6)
+smoke inference against onnxruntime's answer on the same input (within the bound of the
+profile's precision; on FP16, also the flags at the version's operating point), and only then (6)
 switches the version policy to the new version, which unloads the old one. The old
 version's folder stays for `radflow deploy --rollback`; older ones are deleted. A failed
 step leaves the old version serving. `mlflow deployments -t triton` runs the same code.
@@ -51,8 +52,9 @@ def write_version(repo: Path, triton_model: str, version: int, onnx_file: Path) 
     model_dir = repo / triton_model
     model_dir.mkdir(parents=True, exist_ok=True)
     if not (model_dir / "config.pbtxt").exists():
-        config = repository.classifier(triton_model, get_settings().triton_profile)
-        repository.write_config(model_dir, repository.render(config))
+        profile = get_settings().triton_profile
+        config = repository.classifier(triton_model, profile)
+        repository.write_config(model_dir, repository.render(config, profile))
     final = model_dir / str(version)
     # staged as <model>/.staging-<token>: Triton loads numeric version folders only
     with publish_dir(final) as staging:
@@ -100,11 +102,12 @@ def deploy(uri: str | None = None, slot: str = "champion", name: str | None = No
     else:
         keep, keep_sha = old, current.sha256
     triton = TritonClient(s)
+    operating_point = float((mv.tags or {}).get("operating_point", 0.5))
     smoke = switch(triton, model, version, expected, old, keep_sha if old is not None else "",
-                   mv.name, keep, spec.input_size())
+                   mv.name, keep, spec.input_size(), operating_point)
     dep = Deployment(
         model_name=mv.name, model_version=str(version), triton_model=model, triton_version=version,
-        operating_point=float((mv.tags or {}).get("operating_point", 0.5)), sha256=expected,
+        operating_point=operating_point, sha256=expected,
         deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), slot=slot_,
         name=name or (current.name if current else DEFAULT_NAMES[slot_]), previous_version=keep,
         previous_sha256=keep_sha, suspicion_cuts=str((mv.tags or {}).get(SUSPICION_TAG, "")), task=spec.name)
@@ -139,11 +142,13 @@ def rollback(slot: str = "champion", task: str = "mammo") -> DeployResult:
     mv = client.get_model_version(current.model_name, str(prev))
     expected = integrity.registered_sha(mv)
     triton = TritonClient(get_settings())
+    operating_point = float((mv.tags or {}).get("operating_point", 0.5))
     smoke = switch(triton, current.triton_model, prev, expected, current.triton_version,
-                   current.sha256, current.model_name, current.triton_version, spec.input_size())
+                   current.sha256, current.model_name, current.triton_version, spec.input_size(),
+                   operating_point)
     dep = Deployment(
         model_name=current.model_name, model_version=str(prev), triton_model=current.triton_model,
-        triton_version=prev, operating_point=float((mv.tags or {}).get("operating_point", 0.5)),
+        triton_version=prev, operating_point=operating_point,
         sha256=expected, deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         slot=slot_, name=current.name, previous_version=current.triton_version,
         previous_sha256=current.sha256, suspicion_cuts=str((mv.tags or {}).get(SUSPICION_TAG, "")),

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 Profile = Literal["cpu", "gpu"]
 PROFILES: tuple[Profile, ...] = ("cpu", "gpu")
+# The precision each profile's classifier computes at (the deploy smoke check's bound follows it)
+PRECISION: dict[Profile, Literal["FP32", "FP16"]] = {"cpu": "FP32", "gpu": "FP16"}
 REVIEWED = TRITON_TEMPLATES
 PREPROCESSING = "mammo_preprocessing"
 MAX_BATCH = 32
@@ -82,7 +84,7 @@ def classifier(name: str, profile: Profile, versions: Sequence[int] = ()) -> pb.
         group.kind = m.ModelInstanceGroup.KIND_GPU
         trt = c.optimization.execution_accelerators.gpu_execution_accelerator.add()
         trt.name = "tensorrt"
-        trt.parameters["precision_mode"] = "FP16"
+        trt.parameters["precision_mode"] = PRECISION[profile]
         trt.parameters["max_workspace_size_bytes"] = str(1 << 30)
     return c
 

@@ -2,32 +2,29 @@
 
 `switch` verifies the files, loads the new version BESIDE the serving one (version policy:
 both), waits for readiness, checks a smoke inference against onnxruntime's answer on the
-same file, and only then sets the policy to the new version, which unloads the old one.
-Any failure puts the old version back alone (or unloads a first deploy).
+same file (within the bound of the precision the profile serves at, see smoke.py), and
+only then sets the policy to the new version, which unloads the old one. Any failure puts
+the old version back alone (or unloads a first deploy).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
-
-import numpy as np
 
 from pipelines.config import get_settings
 from pipelines.errors import DeploymentFailed
 from pipelines.modelfiles import integrity
-from pipelines.modelfiles.onnx import OUTPUTS
 from pipelines.serving import repository
+from pipelines.serving.smoke import BOUNDS, SmokeBound, smoke_check
 from pipelines.triton_client import TritonClient
 
-SMOKE_TOLERANCE = 1e-4
 READY_TIMEOUT_S = 120
 
 
-def smoke_input(height: int, width: int) -> np.ndarray:
-    """A fixed input (seeded noise) whose expected output onnxruntime computes in-process."""
-    return np.random.default_rng(0).random((2, 1, height, width), dtype=np.float32)
+def smoke_bound(profile: repository.Profile) -> SmokeBound:
+    """The smoke bound of the precision `profile` serves at (FP32 on cpu, FP16 on gpu)."""
+    return BOUNDS[repository.PRECISION[profile]]
 
 
 def _wait_ready(triton: TritonClient, model: str, version: int) -> None:
@@ -38,45 +35,22 @@ def _wait_ready(triton: TritonClient, model: str, version: int) -> None:
         time.sleep(0.3)
 
 
-def smoke_check(triton: TritonClient, model: str, version: int, onnx_file: Path,
-                size: tuple[int, int]) -> float:
-    """Serve the fixed input through `model` `version`; returns its first probability.
-
-    Raises:
-        DeploymentFailed: an output differs from onnxruntime's in-process answer on the same file.
-    """
-    import onnxruntime as ort
-
-    s = get_settings()
-    example = smoke_input(*size)
-    try:
-        want = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(
-            list(OUTPUTS), {"image": example})
-        got = triton.infer_outputs(model, example, s.triton_batch_size, str(version))
-    except Exception as exc:  # a model that cannot answer the configured input is never switched to
-        raise DeploymentFailed(f"{model} v{version} failed its smoke inference on input "
-                               f"{list(example.shape)}: {exc}; not switched") from exc
-    for name, expected in zip(OUTPUTS, want, strict=True):
-        diff = float(np.abs(got[name] - expected).max())
-        if diff > SMOKE_TOLERANCE:
-            raise DeploymentFailed(f"{model} v{version} answered a {name} {diff:.2e} away from "
-                                   f"onnxruntime on the same file (> {SMOKE_TOLERANCE:.0e}); not switched")
-    return float(got["probability"][0, 0])
-
-
 def _set_policy(triton: TritonClient, model: str, versions: list[int]) -> None:
     """Write the served versions into the model's config and (re)load it."""
-    folder = get_settings().triton_repository / model
-    repository.write_config(folder, repository.render(
-        repository.classifier(model, get_settings().triton_profile, versions)))
+    s = get_settings()
+    repository.write_config(s.triton_repository / model, repository.render(
+        repository.classifier(model, s.triton_profile, versions), s.triton_profile))
     triton.load(model)
 
 
 def switch(triton: TritonClient, model: str, new: int, new_sha: str, old: int | None,
-           old_sha: str, model_name: str, keep: int | None, size: tuple[int, int]) -> float:
+           old_sha: str, model_name: str, keep: int | None, size: tuple[int, int],
+           operating_point: float) -> float:
     """Load `new` beside `old`, check it, then serve `new` alone. Returns the smoke probability.
 
     Version folders other than `new`, `old` and `keep` (the rollback target) are deleted.
+    `operating_point` is `new`'s (its model version tag): on an FP16 profile the smoke
+    inputs must be flagged at it as onnxruntime's FP32 answers are.
 
     Raises:
         ModelIntegrityError: a file differs from its registered SHA-256 (nothing loaded).
@@ -91,7 +65,9 @@ def switch(triton: TritonClient, model: str, new: int, new_sha: str, old: int | 
     try:
         _set_policy(triton, model, both)
         _wait_ready(triton, model, new)
-        smoke = smoke_check(triton, model, new, repo / str(new) / "model.onnx", size)
+        s = get_settings()
+        smoke = smoke_check(triton, model, new, repo / str(new) / "model.onnx", size,
+                            smoke_bound(s.triton_profile), operating_point, s.triton_batch_size).probability
     except Exception:
         if old is not None:
             _set_policy(triton, model, [old])  # the approved version keeps serving

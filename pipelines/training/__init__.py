@@ -1,1 +1,2 @@
-"""Training: a small CNN per view, exam-level evaluation, MLflow registration."""
+"""Training: the view classifier of the model profile (demo or clinical), exam-level evaluation,
+MLflow registration."""

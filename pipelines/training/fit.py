@@ -7,11 +7,16 @@ deeper features and last the stem join, at a lower learning rate than from scrat
 Frozen groups also keep their batch-norm statistics. Class imbalance is handled by
 weighting positive views in the loss by the negative/positive ratio of the training set.
 
+The model is the profile's (pipelines/training/profiles.py, RADFLOW_MODEL_PROFILE): the
+demo ViewClassifier or the clinical GMIC-style model, whose training adds gradient
+checkpointing and, on CUDA, mixed precision (pipelines/training/step.py). It trains on
+RADFLOW_DEVICE (pipelines/modelfiles/device.py) and comes back on the CPU.
+
 Distributed data parallel: started by `torchrun` (WORLD_SIZE > 1), each process trains on
 its share of every shuffled epoch (the same seeded order everywhere) and DDP averages the
-gradients (gloo on CPU, NCCL on GPUs). Every process scores the whole validation split, so
-they take the same early-stopping decisions without talking; only rank 0 logs and
-registers (pipelines/training/run.py).
+gradients (gloo on CPU, NCCL when the model is on CUDA, each rank on cuda:LOCAL_RANK). Every
+process scores the whole validation split, so they take the same early-stopping decisions
+without talking; only rank 0 logs and registers (pipelines/training/run.py).
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.modelfiles.device import distributed_backend, training_device
 from pipelines.params import TrainParams
 from pipelines.scoring import Aggregation, exam_table
 from pipelines.training.data import Split
-from pipelines.training.model import LAYER_GROUPS, ViewClassifier
+from pipelines.training.model import LAYER_GROUPS
+from pipelines.training.profiles import Profile, ViewModel, build_model, get_profile, prepare
+from pipelines.training.step import TrainingLogits, make_step
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +62,31 @@ def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (batch.clamp(0.0, 1.0) ** gamma * gain + bias).clamp(0.0, 1.0)
 
 
-def predict(model: ViewClassifier, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The view probabilities [N] of a model being trained (put in eval mode first)."""
+def predict(model: ViewModel, images: np.ndarray, batch_size: int = 64,
+            device: str | None = None) -> np.ndarray:
+    """The view probabilities [N] of a model being trained (put in eval mode first), on
+    `device` (None: RADFLOW_DEVICE)."""
     from pipelines.modelfiles.inference import view_scores
 
-    return view_scores(model.eval(), images, batch_size)
+    return view_scores(model.eval(), images, batch_size, device)
 
 
-def exam_scores(model: ViewClassifier, split: Split,
-                aggregation: Aggregation = "breast_mean_exam_max") -> tuple[np.ndarray, np.ndarray]:
+def exam_scores(model: ViewModel, split: Split, aggregation: Aggregation = "breast_mean_exam_max",
+                device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(exam scores, exam labels) of a split, aggregated as everywhere (pipelines/scoring.py)."""
-    exams = exam_table(split.rows(), predict(model, split.images), aggregation)
+    exams = exam_table(split.rows(), predict(model, split.images, device=device), aggregation)
     return exams.score.to_numpy(), exams.label.to_numpy()
 
 
-def exam_auc(model: ViewClassifier, split: Split,
-             aggregation: Aggregation = "breast_mean_exam_max") -> float:
+def exam_auc(model: ViewModel, split: Split, aggregation: Aggregation = "breast_mean_exam_max",
+             device: str | None = None) -> float:
     from sklearn.metrics import roc_auc_score
 
-    scores, labels = exam_scores(model, split, aggregation)
+    scores, labels = exam_scores(model, split, aggregation, device)
     return float(roc_auc_score(labels, scores))
 
 
-def operating_point(model: ViewClassifier, split: Split, sensitivity: float,
+def operating_point(model: ViewModel, split: Split, sensitivity: float,
                     aggregation: Aggregation = "breast_mean_exam_max") -> float:
     """The highest threshold whose exam-level sensitivity on `split` reaches `sensitivity`."""
     scores, labels = exam_scores(model, split, aggregation)
@@ -85,36 +95,30 @@ def operating_point(model: ViewClassifier, split: Split, sensitivity: float,
     return float(positives[k - 1])
 
 
-class _Logits(nn.Module):
-    """The view logits as `forward`, so that DDP sees (and synchronizes) the training pass."""
-
-    def __init__(self, model: ViewClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(x)
-
-
 def world() -> tuple[int, int]:
     """(rank, world size) of this process: (0, 1) unless started by torchrun."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _trainer(model: ViewClassifier) -> nn.Module:
-    """What the training pass calls: the logits, wrapped in DDP under torchrun."""
+def _trainer(model: ViewModel, device: str) -> nn.Module:
+    """What the training pass calls: the training logits, wrapped in DDP under torchrun
+    (the model already on `device`, this rank's GPU or the CPU)."""
     rank, size = world()
     if size == 1:
-        return _Logits(model)
+        return TrainingLogits(model)
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return DistributedDataParallel(_Logits(model))  # broadcasts rank 0's weights
+        dist.init_process_group(distributed_backend(device))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+        index = torch.device(device).index
+        return DistributedDataParallel(TrainingLogits(model), device_ids=[index], output_device=index)
+    return DistributedDataParallel(TrainingLogits(model))  # broadcasts rank 0's weights
 
 
-def _same_buffers(model: ViewClassifier) -> None:
+def _same_buffers(model: ViewModel) -> None:
     """Rank 0's batch-norm statistics everywhere, so validation and selection agree."""
     if world()[1] > 1:
         import torch.distributed as dist
@@ -123,72 +127,79 @@ def _same_buffers(model: ViewClassifier) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def trainable_groups(epoch: int, params: TrainParams, fine_tuning: bool) -> set[str]:
-    """The layer groups that train in `epoch` (all of them from scratch)."""
+def trainable_groups(epoch: int, params: TrainParams, fine_tuning: bool,
+                     groups: tuple[str, ...] = LAYER_GROUPS) -> set[str]:
+    """The layer groups (of a model with `groups`) that train in `epoch` (all of them from
+    scratch); a group `unfreeze_at` does not name trains from epoch 0."""
     if not fine_tuning:
-        return set(LAYER_GROUPS)
-    return {g for g in LAYER_GROUPS if epoch >= params.unfreeze_at.get(g, 0)}
+        return set(groups)
+    return {g for g in groups if epoch >= params.unfreeze_at.get(g, 0)}
 
 
-def _set_trainable(model: ViewClassifier, groups: set[str]) -> None:
+def _set_trainable(model: ViewModel, groups: set[str]) -> None:
     model.train()
     for name, module in model.groups().items():
         if name not in groups:
             module.eval()  # a frozen group keeps its batch-norm statistics too
 
 
-def _drop_frozen_gradients(model: ViewClassifier, groups: set[str]) -> None:
-    """Frozen groups get no update: their gradients are dropped before the step (AdamW
-    skips a parameter without a gradient, weight decay included). Gradients are still
-    computed, so that DDP sees the same parameters in every step of the schedule."""
-    for name, module in model.groups().items():
-        if name not in groups:
-            for param in module.parameters():
-                param.grad = None
+def _model(params: TrainParams, base: nn.Module | None, profile: Profile,
+           height: int, width: int) -> ViewModel:
+    """The model to train: `base` set up for the profile, else the profile's new model."""
+    if profile.min_input and (height < profile.min_input[0] or width < profile.min_input[1]):
+        log.warning("train: %dx%d input is below the %s profile's %dx%d (fine in tests, not "
+                    "for screening)", height, width, profile.name, *profile.min_input)
+    return prepare(base, profile) if base is not None else build_model(profile, params)
 
 
-def fit(train: Split, val: Split, params: TrainParams, base: ViewClassifier | None = None,
-        aggregation: Aggregation = "breast_mean_exam_max") -> tuple[ViewClassifier, list[dict[str, float]]]:
+def fit(train: Split, val: Split, params: TrainParams, base: nn.Module | None = None,
+        aggregation: Aggregation = "breast_mean_exam_max", profile: Profile | str | None = None,
+        device: str | None = None) -> tuple[ViewModel, list[dict[str, float]]]:
     """Train from scratch, or fine-tune `base`; returns the model of the best validation
-    exam AUC (exam scores by the task's `aggregation`) and the per-epoch history. Stops after
-    `params.patience` epochs without a better validation AUC."""
+    exam AUC (exam scores by the task's `aggregation`), on the CPU, and the per-epoch
+    history. Stops after `params.patience` epochs without a better validation AUC.
+
+    Args:
+        profile: the model profile (or its name); None reads RADFLOW_MODEL_PROFILE.
+        device: auto, cpu, cuda or cuda:N; None reads RADFLOW_DEVICE.
+
+    Raises:
+        PermanentError: `base` is not the profile's architecture, or the device asks for
+            CUDA where there is none.
+    """
+    chosen = profile if isinstance(profile, Profile) else get_profile(profile)
+    dev = training_device(device)
     seed_everything(params.seed)
     fine_tuning = base is not None
-    model = base if base is not None else ViewClassifier(params.width, params.top_k)
-    lr = params.finetune_learning_rate if fine_tuning else params.learning_rate
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=params.weight_decay)
+    model = _model(params, base, chosen, *train.images.shape[2:]).to(dev)
+    names = tuple(model.groups())
     pos = float(train.labels.sum())
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train.labels) - pos) / max(pos, 1.0)))
     x_all, y_all = torch.from_numpy(train.images), torch.from_numpy(train.labels)[:, None]
     rank, size = world()
     # one shuffle stream shared by every process (same order), augmentation per process
     shuffle = torch.Generator().manual_seed(params.seed)
     gen = torch.Generator().manual_seed(params.seed + 7919 * rank)
     usable = len(x_all) // size * size  # equal shares: every process takes as many steps
-    trainer = _trainer(model)
+    step = make_step(model, params, chosen, dev, pos_weight=(len(train.labels) - pos) / max(pos, 1.0),
+                     fine_tuning=fine_tuning, trainer=_trainer(model, dev))
     best, best_auc, stale, history = None, -1.0, 0, []
     for epoch in range(params.epochs):
-        groups = trainable_groups(epoch, params, fine_tuning)
+        groups = trainable_groups(epoch, params, fine_tuning, names)
         started = time.monotonic()
         _set_trainable(model, groups)
         order, total = torch.randperm(len(x_all), generator=shuffle)[:usable][rank::size], 0.0
         for i in range(0, len(order), params.batch_size):
             idx = order[i:i + params.batch_size]
-            loss = loss_fn(trainer(augment(x_all[idx], gen)), y_all[idx])
-            opt.zero_grad()
-            loss.backward()
-            _drop_frozen_gradients(model, groups)
-            opt.step()
-            total += loss.item() * len(idx)
+            total += step(augment(x_all[idx], gen), y_all[idx], groups) * len(idx)
         secs = time.monotonic() - started
         _same_buffers(model)
-        auc = exam_auc(model, val, aggregation)
+        auc = exam_auc(model, val, aggregation, dev)
         history.append({"train_loss": total / len(order), "val_auc": auc, "epoch_s": secs,
                         "images_per_s": len(order) / max(secs, 1e-6),
                         "trainable_groups": float(len(groups))})
         log.info("train: epoch %d/%d loss %.4f val_auc %.3f (%.0f images/s, training %s)",
                  epoch + 1, params.epochs, total / len(order), auc, len(order) / max(secs, 1e-6),
-                 "+".join(g for g in LAYER_GROUPS if g in groups))
+                 "+".join(g for g in names if g in groups))
         if auc > best_auc:
             best_auc, stale = auc, 0
             best = {k: v.clone() for k, v in model.state_dict().items()}
@@ -199,4 +210,4 @@ def fit(train: Split, val: Split, params: TrainParams, base: ViewClassifier | No
                 break
     if best is not None:
         model.load_state_dict(best)
-    return model.eval(), history
+    return model.cpu().eval(), history

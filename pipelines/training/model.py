@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+ARCHITECTURE = "view-classifier"
 # The layer groups a fine-tuning schedule freezes and unfreezes, from input to output.
 LAYER_GROUPS = ("stem", "features", "saliency")
 
@@ -58,6 +59,10 @@ class ViewClassifier(nn.Module):
         )
         self.saliency = nn.Conv2d(width * 4, 1, kernel_size=1)
 
+    def config(self) -> dict[str, int | float]:
+        """The constructor arguments (what a weights file records)."""
+        return {"width": self.width, "top_k": self.top_k}
+
     def saliency_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The class activation map before the sigmoid: [N, 1, H/16, W/16]."""
         return self.saliency(self.features(self.stem(x)))
@@ -65,6 +70,10 @@ class ViewClassifier(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The view's malignancy logit [N, 1] (what the training loss sees)."""
         return top_k_pool(self.saliency_logits(x), self.top_k)
+
+    def training_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """What the training loss reads: the view logit [N, 1]."""
+        return self.logits(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.saliency_logits(x)

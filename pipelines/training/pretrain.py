@@ -21,9 +21,9 @@ from pipelines.params import load_dataset_params, load_params
 from pipelines.tasks import get_task
 from pipelines.tracking import mlflow_client
 from pipelines.training import data, fit
+from pipelines.training.base import BASE_ALIAS, FROM_SCRATCH, registered_base_name
 
 log = logging.getLogger(__name__)
-BASE_ALIAS = "base"
 
 
 def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
@@ -48,7 +48,7 @@ def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
     parts = data.split_patients(frame, fractions.val_fraction, fractions.test_fraction, seed)
     rows = {k: v.reset_index(drop=True) for k, v in parts.items()}
     splits = {k: data.to_split(v, images[v.row.to_numpy()]) for k, v in rows.items()}
-    name = f"{get_task(task).registered_model}-base"
+    name = registered_base_name(get_task(task).registered_model)
     mlflow_client()
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"pretrain-{site}-{time.strftime('%Y%m%d-%H%M%S')}") as active:
@@ -57,7 +57,7 @@ def run(frame: pd.DataFrame, images: np.ndarray, *, site: str, seed: int,
             model, params, splits, rows, history, registered_model=name, alias=BASE_ALIAS,
             tags={"stage": "pretrain", "pretrain_site": site, "pretrain_exams": str(exams),
                   "pretrain_seed": str(seed), "dataset_version": f"synthetic:{site}:{seed}:{exams}",
-                  "base_model": "none (from scratch)"})
+                  "base_model": FROM_SCRATCH})
     log.info("pretrain: registered %s version %s as %s (test AUC %.3f)", name, version,
              BASE_ALIAS, metrics["test_auc"])
     return TrainResult(

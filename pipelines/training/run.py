@@ -8,6 +8,7 @@ called after this by the retraining DAG and by `radflow train`.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -27,7 +28,8 @@ from pipelines.params import TrainParams, load_params
 from pipelines.scoring import SUSPICION_TAG, Aggregation, suspicion_cuts
 from pipelines.tasks import get_task
 from pipelines.tracking import mlflow_client
-from pipelines.training import data, fit, weights
+from pipelines.training import base as base_choice
+from pipelines.training import data, fit, profiles, weights
 
 log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
@@ -56,6 +58,22 @@ def signature(model: Any, example: np.ndarray) -> Any:
         inputs=Schema([TensorSpec(np.dtype(np.float32), free(example.shape), INPUT)]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), free(tuple(prob.shape)), OUTPUTS[0]),
                         TensorSpec(np.dtype(np.float32), free(tuple(heatmap.shape)), OUTPUTS[1])]))
+
+
+def _log_base_as_is(start: base_choice.BaseChoice, example: np.ndarray) -> str | None:
+    """A base from a file, logged unchanged in the active run (before fine-tuning changes it)
+    so that evaluation and promotion can score it as is; returns its model URI."""
+    if start.model is None:
+        return None
+    import torch
+
+    import mlflow
+
+    model = copy.deepcopy(start.model).eval()
+    info = mlflow.pytorch.log_model(model, name="base_model", input_example=example,
+                                    signature=signature(model, example),
+                                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    return str(info.model_uri)
 
 
 def watermark_range(exam_ids: list[str]) -> tuple[int, int]:
@@ -120,16 +138,23 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
 
 def run(epochs: int | None = None, seed: int | None = None, base: str | None = None,
         task: str = "mammo", patience: int | None = None) -> TrainResult:
-    """Train (or fine-tune `base`: an MLflow model URI or a weights file) on the dataset of
-    `task` (pipelines/tasks.yaml), evaluate and register it under the task's registered
-    model; returns the new registered version. `epochs`, `seed` and `patience` override
-    params.yaml's `train` section."""
+    """Fine-tune a base model (or train from scratch) on the dataset of `task`
+    (pipelines/tasks.yaml), evaluate and register it under the task's registered model;
+    returns the new registered version. `epochs`, `seed` and `patience` override
+    params.yaml's `train` section.
+
+    Args:
+        base: None: the task's registered base (`models:/<model>-base@base`) when one
+            exists, else from scratch; `scratch`; an MLflow model URI; a weights file.
+            The version's tags `base_model` (pinned), `base_model_uri` and `training_start`
+            record which (pipelines/training/base.py).
+    """
     import mlflow
 
     s = get_settings()
     definition = get_task(task)
     params = load_params(task=task, epochs=epochs or s.train_epochs, seed=seed, patience=patience)
-    base_model = weights.load(base) if base else None
+    start = base_choice.choose(base, definition.registered_model)
     dataset = frozen.load(definition.dataset)  # the published DVC version: exactly the data trained on
     rows = {k: v[v.label.notna()].reset_index(drop=True) for k, v in dataset.splits.items()}
     if any(p.empty for p in rows.values()):
@@ -140,7 +165,8 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
     mlflow_client()
     mlflow.set_experiment(s.mlflow_experiment)
     with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as active:
-        model, history = fit.fit(splits["train"], splits["val"], params, base=base_model,
+        base_uri = start.uri or _log_base_as_is(start, splits["test"].images[:2])
+        model, history = fit.fit(splits["train"], splits["val"], params, base=start.model,
                                  aggregation=definition.aggregation)
         version, metrics = register(
             model, params, splits, rows, history, registered_model=definition.registered_model,
@@ -149,15 +175,18 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
             tags={"stage": "train", "dataset_version": dataset.version,
                   "dataset_hash": dataset.version, "dataset_contract": dataset.contract,
                   "ingest_watermark_first": str(first), "ingest_watermark_last": str(last),
-                  "base_model": base or "none (from scratch)"})
-    log.info("train: registered %s version %s as %s (test AUC %.3f)", definition.registered_model,
-             version, CHALLENGER, metrics["test_auc"])
+                  "base_model": start.source, "base_model_uri": base_uri or "",
+                  "base_requested": start.requested, "training_start": start.start,
+                  "model_profile": s.model_profile, "architecture": profiles.architecture_of(model)})
+    log.info("train: registered %s version %s as %s, %s from %s (test AUC %.3f)",
+             definition.registered_model, version, CHALLENGER, start.start, start.source,
+             metrics["test_auc"])
     return TrainResult(
         run_id=active.info.run_id, model_name=definition.registered_model, model_version=version,
         alias=CHALLENGER, test_auc=round(metrics["test_auc"], 4),
         val_auc=round(metrics["val_auc"], 4), operating_point=round(metrics["operating_point"], 6),
         train_exams=splits["train"].exams, val_exams=splits["val"].exams,
         test_exams=splits["test"].exams, epochs=len(history),
-        base_model=base or "", test_auc_ci=(round(metrics["test_auc_ci_low"], 4),
-                                            round(metrics["test_auc_ci_high"], 4)),
+        base_model="" if start.model is None else start.source,
+        test_auc_ci=(round(metrics["test_auc_ci_low"], 4), round(metrics["test_auc_ci_high"], 4)),
     )

@@ -18,6 +18,7 @@ from tests.integration.stack import Stack, leaked, scanned_files
 
 TRAIN_DATE, NIGHT_DATE = "2026-10-05", "2026-10-06"
 TRAIN_EXAMS, NIGHT_EXAMS = 40, 12
+SYNTH_OUT: dict[str, Path] = {}  # where test_synth wrote the DICOM files it pushed
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def test_synth_pushes_exams_over_dicom(stack: Stack, phi: set[str], tmp_path_fac
     assert "instances/s" in train["_stderr"]  # progress lines
     _collect_phi(out, phi)
     assert len(phi) > 4 * (TRAIN_EXAMS + NIGHT_EXAMS)
+    SYNTH_OUT["night"] = out / "night"
 
 
 def test_ingest_is_incremental_and_quarantines_bad_studies(stack: Stack, tmp_path_factory) -> None:
@@ -114,7 +116,10 @@ def test_train_registers_a_challenger(stack: Stack) -> None:
     assert run.data.tags["dataset_version"].endswith(".dir")
     first, last = (int(run.data.tags[f"ingest_watermark_{k}"]) for k in ("first", "last"))
     assert 0 < first <= last
-    assert run.data.tags["base_model"] == "none (from scratch)"
+    # no base registered yet: from scratch, and the lineage says so
+    assert (run.data.tags["base_model"], run.data.tags["training_start"]) == ("none (from scratch)",
+                                                                            "from scratch")
+    assert run.data.tags["model_profile"] == "demo" and run.data.tags["architecture"] == "view-classifier"
     assert run.data.params["unfreeze_at"] and run.data.params["top_k"] == "0.05"
     assert {"test_auc_ci_low", "test_auc_ci_high", "test_ece", "test_specificity_at_sens90",
             "val_auc", "operating_point"} <= set(run.data.metrics)
@@ -174,26 +179,118 @@ def test_screen_scores_each_exam_of_the_day_once(stack: Stack) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def test_follow_up_reports_keyed_by_accession_number_become_the_nights_outcomes(
+        stack: Stack, tmp_path: Path) -> None:
+    """A RIS export of later reports, keyed by the hospital's accession numbers, resolved
+    through the gateway Orthanc to the screened exams; realised performance per version."""
+    accessions = sorted({str(pydicom.dcmread(p, stop_before_pixels=True).AccessionNumber)
+                         for p in SYNTH_OUT["night"].rglob("*.dcm")})
+    assert len(accessions) == NIGHT_EXAMS
+    export = tmp_path / "ris-follow-up.csv"
+    with export.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["accession_number", "report_text", "report_date"])
+        for i, accession in enumerate(accessions):  # every third exam: a cancer found later
+            text = ("Left breast: biopsy-proven malignancy, BI-RADS 6. Right breast: negative."
+                    if i % 3 == 0 else "Both breasts negative. BI-RADS 1.")
+            writer.writerow([accession, text, "2027-04-06"])
+        writer.writerow(["NOT-SCREENED-1", "BI-RADS 1", "2027-04-06"])
+    imported = stack.radflow("labels", "import", "--ris", str(export))
+    assert imported["outcomes"] == 2 * NIGHT_EXAMS
+    # the unscreened accession, on line NIGHT_EXAMS + 2 of the file (line 1 is the header)
+    assert [(r["row"], r["column"]) for r in imported["rejected"]] == [(NIGHT_EXAMS + 2, "accession_number")]
+    again = stack.radflow("labels", "import", "--ris", str(export))
+    assert again["inserted"] == 0
+    assert stack.query("SELECT count(*) AS n FROM outcomes")[0]["n"] == 2 * NIGHT_EXAMS
+    realised = stack.radflow("outcomes")
+    [total] = [r for r in realised["rows"] if r["month"] == "all"]
+    assert (total["model_version"], total["exams_screened"], total["exams_with_outcome"]) == (
+        "1", NIGHT_EXAMS, NIGHT_EXAMS)
+    assert (total["positives"], total["without_outcome_share"]) == (4, 0.0)
+    assert total["sensitivity"]["ci_low"] <= total["sensitivity"]["value"] <= total["sensitivity"]["ci_high"]
+    stored = repr(stack.query("SELECT * FROM outcomes"))
+    assert not any(a in stored for a in accessions)  # resolved to pseudonyms, never stored
+
+
 def test_pretrain_then_fine_tune_from_the_base_model_by_uri_or_file(stack: Stack) -> None:
     base = stack.radflow("pretrain", "--exams", "24", "--epochs", "2", "--site", "east")
     assert (base["model_name"], base["alias"]) == ("mammo-screening-base", "base")
-    uri = "models:/mammo-screening-base@base"
+    uri, pinned = "models:/mammo-screening-base@base", f"models:/mammo-screening-base/{base['model_version']}"
     tuned = stack.radflow("train", "--base", uri, "--epochs", "2")
-    assert tuned["base_model"] == uri and tuned["alias"] == "challenger"
+    assert tuned["base_model"] == pinned and tuned["alias"] == "challenger"  # the alias, pinned
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
     run = client.get_run(tuned["run_id"])
-    assert run.data.tags["base_model"] == uri
+    assert (run.data.tags["base_model"], run.data.tags["base_requested"]) == (pinned, uri)
+    assert run.data.tags["training_start"] == "fine-tuned"
     assert client.get_run(base["run_id"]).data.tags["pretrain_site"] == "east"
     # a weights file a hospital brings (here: the one the fine-tuned run saved)
     weights = stack.state / "training" / tuned["run_id"] / "view_classifier.pt"
     again = stack.radflow("train", "--base", str(weights), "--epochs", "1")
-    assert again["base_model"] == str(weights)
+    assert again["base_model"].startswith("file view_classifier.pt sha256 ")
+    # the file's base as is was logged in the run, for evaluation and promotion to score
+    logged = client.get_model_version("mammo-screening", again["model_version"]).tags["base_model_uri"]
+    assert logged.startswith("models:/m-")
     missing = stack.radflow("train", "--base", str(stack.state / "nope.pt"), ok=False)
     assert "no such file" in missing["error"]
     unknown = stack.radflow("train", "--base", "models:/mammo-screening-base@nope", ok=False)
     assert "not found in MLflow" in unknown["error"]
+
+
+def test_the_retraining_dag_fine_tunes_the_registered_base_and_promotion_compares_three_ways(
+        stack: Stack, tmp_path: Path) -> None:
+    """`retrain_mammo_model` run twice by Airflow (`airflow dags test`) with a base registered
+    (by the test above): both versions fine-tune it; the second's promotion report shows the
+    base as is, the fine-tuned challenger and the champion on the same test split."""
+    import json
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.integration.stack import policy_with_approvers
+
+    client = MlflowClient(f"http://127.0.0.1:{stack.env['RADFLOW_MLFLOW_PORT']}")
+    base = client.get_model_version_by_alias("mammo-screening-base", "base")
+    code = ("import json, sys; from pipelines.orchestration import runner; "
+            "print(json.dumps(runner.dags_test('retrain_mammo_model', sys.argv[1])))")
+    trained = []
+    for morning in ("2026-10-11T03:00:00+00:00", "2026-10-18T03:00:00+00:00"):
+        proc = subprocess.run([sys.executable, "-c", code, morning], capture_output=True, text=True,
+                              env={**stack.env, "RADFLOW_TRAIN_EPOCHS": "1"}, timeout=1500)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        trained.append(client.get_model_version_by_alias("mammo-screening", "challenger"))
+    assert trained[0].version != trained[1].version
+    for version in trained:
+        assert version.tags["base_model"] == f"models:/mammo-screening-base/{base.version}"
+        assert version.tags["base_requested"] == "models:/mammo-screening-base@base"
+        assert version.tags["training_start"] == "fine-tuned"
+        # evaluate_challenger scored the base as is and the champion on the same split
+        assert float(version.tags["eval_test_auc_base"]) >= 0 and version.tags["eval_test_auc_champion"]
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    experiment = client.get_run(trained[1].run_id).info.experiment_id
+    [evaluation] = client.search_runs(
+        [experiment], f"tags.stage = 'evaluate' and tags.model_version = '{trained[1].version}'")
+    compared = mlflow.artifacts.load_dict(f"runs:/{evaluation.info.run_id}/comparison/test.json")
+    assert [m["role"] for m in compared["models"]] == ["base as is", "challenger (fine-tuned)", "champion"]
+
+    strict = policy_with_approvers(tmp_path / "policy", [], floor=True)
+    # passed or refused, the gate ran and its report was logged (a few dozen exams decide little)
+    out = stack.radflow("promote", "--reason", "fine-tuned on our exams", ok=None,
+                        env={**stack.login_env("admin"), "RADFLOW_REGISTRY_POLICY_FILE": str(strict)})
+    [row] = stack.query("SELECT version, report_run_id, gates FROM promotions ORDER BY id DESC LIMIT 1")
+    assert row["version"] == str(trained[1].version), out
+    assert "not_worse_than_base" in {c["name"] for c in json.loads(row["gates"])["checks"]}
+    report = mlflow.artifacts.load_dict(f"runs:/{row['report_run_id']}/promotion_report.json")
+    rows = {r["role"]: r for r in report["comparison"]}
+    assert list(rows) == ["base as is", "challenger (fine-tuned)", "champion"]
+    assert rows["base as is"]["model"] == f"models:/mammo-screening-base/{base.version}"
+    assert rows["champion"]["model"] == "mammo-screening version 1"
+    assert len({r["exams"] for r in rows.values()}) == 1 and rows["champion"]["exams"] >= 3
+    page = mlflow.artifacts.load_text(f"runs:/{row['report_run_id']}/promotion_report.html")
+    assert "Base as is, challenger and champion on the same test split" in page
 
 
 def test_no_phi_leaves_the_ingest_boundary(stack: Stack, phi: set[str]) -> None:

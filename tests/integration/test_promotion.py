@@ -11,11 +11,13 @@ A model trained on the few exams a test can afford is close to chance on ~10 tes
 so a trained model against a blind one could rightly go either way; the answer key and
 the blind model are the best and worst a model can be, so the gate's answers are certain.
 
-The tests run in file order, as a hospital would live it: the trained model becomes the
-first champion (nothing to compare), the answer key beats it and is promoted with its
-approver recorded, the blind model is refused with the failing gates named, and rollback
-brings back the trained model. The approver is the ML team's MLflow login `ada`, listed
-in the policy as "Dr. Ada Reviewer"; the stack's admin login is not listed and is refused.
+The tests run in file order, as a hospital would live it: the blind model is refused as
+first champion by the policy's floor; the trained model becomes the first champion (this
+module's policy has no floor: ~10 test exams give too wide a CI for one); the answer key
+beats it and is promoted with its approver recorded, the blind model is refused with the
+failing gates named, and rollback brings back the trained model. The approver is the ML
+team's MLflow login `ada`, listed in the policy as "Dr. Ada Reviewer"; the stack's admin
+login is not listed and is refused.
 """
 
 from __future__ import annotations
@@ -170,6 +172,28 @@ def test_a_login_outside_the_approver_list_is_refused_and_audited(
     assert [c["name"] for c in json.loads(row["gates"])["checks"]] == ["approver"]
 
 
+def test_a_first_champion_below_the_policy_floor_is_refused_with_the_check_named(
+        stack: Stack, versions: dict[str, str], registry: Any, tmp_path: Path) -> None:
+    """The repository's floor (the lower bound of the test AUC CI), on the blind model."""
+    import mlflow
+
+    strict = policy_with_approvers(tmp_path, [{"login": APPROVER, "name": APPROVER_NAME}], floor=True)
+    refused = stack.radflow("promote", "--version", versions["blind"], "--reason", "blind first",
+                            ok=False, env={**as_ada(stack), "RADFLOW_REGISTRY_POLICY_FILE": str(strict)})
+    assert refused["type"] == "PromotionRefused"
+    assert "auc_floor failed: first champion: test AUC 0.500" in refused["error"]
+    assert "the lower bound must reach the policy's floor 0.750" in refused["error"]
+    assert registry.get_registered_model(MODEL).aliases.get("champion") is None
+    row = audit_rows(stack)[-1]
+    assert (row["version"], row["outcome"], row["approver"]) == (versions["blind"], "refused", APPROVER)
+    assert [(c["name"], c["passed"]) for c in json.loads(row["gates"])["checks"]] == [
+        ("no_champion", True), ("auc_floor", False)]
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    report = mlflow.artifacts.load_dict(f"runs:/{row['report_run_id']}/promotion_report.json")
+    [only] = report["comparison"]  # trained from scratch, no champion yet: itself alone
+    assert (only["role"], only["auc"], only["auc_ci_low"]) == ("challenger (from scratch)", 0.5, 0.5)
+
+
 def test_the_first_champion_has_nothing_to_compare_against(
         stack: Stack, versions: dict[str, str], registry: Any) -> None:
     out = stack.radflow("promote", "--reason", "first champion", env=as_ada(stack))
@@ -177,8 +201,8 @@ def test_the_first_champion_has_nothing_to_compare_against(
     assert out["outcome"] == "promoted" and out["previous_version"] is None
     assert [(c["name"], c["passed"]) for c in out["checks"]] == [("no_champion", True)]
     assert champion(registry) == versions["trained"]
-    refused, row = audit_rows(stack)  # the refused attempt above, then this
-    assert refused["outcome"] == "refused"
+    *refused, row = audit_rows(stack)  # the two refused attempts above, then this
+    assert [r["outcome"] for r in refused] == ["refused", "refused"]
     assert (row["action"], row["outcome"], row["approver"]) == ("promote", "promoted", APPROVER)
     assert (row["approver_name"], row["approved_via"]) == (APPROVER_NAME, "mlflow")
 
@@ -219,6 +243,10 @@ def test_a_better_challenger_passes_the_gate_with_its_approver_recorded(
     assert report["outcome"] == "promoted" and report["approver"] == APPROVER
     assert report["gate"]["metrics"]["challenger_auc"] == 1.0
     assert report["gate"]["exams"] >= 5 and report["policy"]["auc_margin"] == 0.02
+    assert [(r["role"], r["model"]) for r in report["comparison"]] == [
+        ("challenger (from scratch)", f"{MODEL} version {versions['answer_key']}"),
+        ("champion", f"{MODEL} version {versions['trained']}")]
+    assert report["comparison"][0]["auc"] == 1.0
     page = mlflow.artifacts.load_text(f"runs:/{out['report_run_id']}/promotion_report.html")
     assert "auc_difference" in page and APPROVER in page
 

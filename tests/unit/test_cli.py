@@ -16,7 +16,7 @@ from pipelines import cli
 
 RADFLOW = str(Path(sys.executable).parent / "radflow")
 COMMANDS = ("stack", "synth", "ingest", "validate", "train", "promote", "rollback", "deploy",
-            "screen", "demo")
+            "screen", "demo", "labels", "outcomes")
 
 
 def closed_port() -> int:
@@ -201,3 +201,17 @@ def test_every_stage_of_the_loop_takes_the_task(command: list[str]) -> None:
     parser = cli.build_parser()
     assert parser.parse_args(command).task == "mammo"
     assert parser.parse_args([*command, "--task", "cxr-nodule"]).task == "cxr-nodule"
+
+
+def test_labels_import_takes_exactly_one_file_and_outcomes_takes_the_task() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["labels", "import", "--pathology", "p.csv", "--json"])
+    assert (args.action, args.pathology, args.ris, args.json) == ("import", "p.csv", None, True)
+    assert parser.parse_args(["labels", "import", "--ris", "r.csv"]).ris == "r.csv"
+    for bad in (["labels", "import"], ["labels", "import", "--pathology", "p", "--ris", "r"],
+                ["labels", "export", "--ris", "r.csv"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    args = parser.parse_args(["outcomes", "--task", "cxr-nodule", "--json"])
+    assert (args.task, args.version, args.json) == ("cxr-nodule", None, True)
+    assert parser.parse_args(["outcomes", "--version", "4"]).task == "mammo"

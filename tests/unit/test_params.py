@@ -119,9 +119,14 @@ def test_a_task_trains_with_its_own_keys_over_the_train_section(tmp_path: Path) 
 
 
 def test_the_fine_tuning_groups_are_the_models_layer_groups() -> None:
-    from pipelines.training.model import LAYER_GROUPS
+    from pipelines.training.gmic import GMIC_GROUPS, GmicClassifier
+    from pipelines.training.model import LAYER_GROUPS, ViewClassifier
+    from pipelines.training.profiles import all_groups
 
-    assert set(UNFREEZE_GROUPS) == set(LAYER_GROUPS) == set(params()["train"]["unfreeze_at"])
+    assert set(UNFREEZE_GROUPS) == set(all_groups()) == set(params()["train"]["unfreeze_at"])
+    assert set(all_groups()) == set(LAYER_GROUPS) | set(GMIC_GROUPS)
+    assert tuple(ViewClassifier(width=4).groups()) == LAYER_GROUPS
+    assert tuple(GmicClassifier(width=4, local_width=4, patch_size=64).groups()) == GMIC_GROUPS
 
 
 def dvc_params_entries() -> Iterator[tuple[str, str]]:

@@ -13,6 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from pipelines.modelfiles.device import onnx_providers
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -22,7 +24,8 @@ class TritonPythonModel:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(
             os.path.join(folder, "model.onnx"), sess_options=options,
-            providers=["CPUExecutionProvider"],
+            # the CUDA provider when this onnxruntime has one and RADFLOW_DEVICE allows it
+            providers=onnx_providers(os.environ.get("RADFLOW_DEVICE", "auto")),
         )
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]  # probability, heatmap
