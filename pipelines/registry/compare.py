@@ -51,12 +51,13 @@ def operating_point(version: ModelVersion) -> float:
     Raises:
         RegistryError: the tag is missing or not a number.
     """
-    raw = (version.tags or {}).get("operating_point")
-    try:
-        return float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    from pipelines.metrics.comparison import operating_point_of
+
+    point = operating_point_of(version.tags)
+    if point is None:
         raise RegistryError(f"{version.name} version {version.version} has no usable "
-                            f"operating_point tag (got {raw!r})") from None
+                            f"operating_point tag (got {(version.tags or {}).get('operating_point')!r})")
+    return point
 
 
 def score_versions(challenger: ModelVersion, champion: ModelVersion | None, policy: PromotionPolicy,
@@ -106,10 +107,6 @@ def _base(uri: str, exam_ids: pd.Series, rows: pd.DataFrame, images: np.ndarray,
 
 def _exam_scores(version: ModelVersion, rows: pd.DataFrame, images: np.ndarray,
                  aggregation: Aggregation) -> pd.DataFrame:
-    import mlflow
-    from pipelines.modelfiles.inference import view_scores
-    from pipelines.scoring import exam_table
+    from pipelines.metrics.comparison import exam_scores
 
-    model = mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}",
-                                      map_location="cpu")
-    return exam_table(rows, view_scores(model, images), aggregation)
+    return exam_scores(f"models:/{version.name}/{version.version}", rows, images, aggregation)
