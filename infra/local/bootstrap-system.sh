@@ -2,6 +2,7 @@
 # Installs the Debian packages radflow's local stack needs, when they are missing:
 #   orthanc + orthanc-dicomweb (the PACS), dcmtk (a real DICOM client for tests), dicom3tools (dciodvfy, validates written DICOM),
 #   postgresql (server binaries, so tests can start a throwaway server when none runs),
+#   redis-server (the Celery broker of `stack up --executor celery`; tests start a throwaway one when none runs),
 #   chromium + chromium-driver (headless browser: the worklist page's browser test).
 # Quick and silent when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
@@ -12,6 +13,7 @@ ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing+
 command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 

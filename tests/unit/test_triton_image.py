@@ -15,6 +15,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.infra.infra_checkers import dockerfile_instructions
+
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "infra" / "images" / "triton"
 PREPROCESSING_MODEL = ROOT / "serving" / "triton_repo" / "mammo_preprocessing" / "model.py"
@@ -56,21 +58,6 @@ print(json.dumps({"dists": sorted(dists), "unowned": sorted(unowned),
 """
 
 
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of a Dockerfile: continuations joined, comments dropped."""
-    out, current = [], ""
-    for line in text.splitlines():
-        if line.strip().startswith("#") or not line.strip():
-            continue
-        if line.rstrip().endswith("\\"):
-            current += line.rstrip()[:-1] + " "
-            continue
-        keyword, _, args = (current + line).strip().partition(" ")
-        out.append((keyword.upper(), args.strip()))
-        current = ""
-    return out
-
-
 def pins(path: Path) -> dict[str, str]:
     """name -> version of a requirements file whose lines are all `name==version`."""
     found: dict[str, str] = {}
@@ -83,7 +70,7 @@ def pins(path: Path) -> dict[str, str]:
     return found
 
 
-DOCKERFILE = instructions((IMAGE / "Dockerfile").read_text())
+DOCKERFILE = dockerfile_instructions((IMAGE / "Dockerfile").read_text())
 CONSTRAINTS = pins(ROOT / "constraints-triton.txt")
 COPIED = {args.split()[-1]: args.split()[0] for kw, args in DOCKERFILE
           if kw == "COPY" and not args.startswith("--from")}  # destination -> source
