@@ -6,6 +6,8 @@ VENV := .venv
 TRITON_VENV := .venv-triton
 STAMP := $(VENV)/.radflow-installed
 TRITON_STAMP := $(TRITON_VENV)/.radflow-installed
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.radflow-installed
 # The torch build, chosen explicitly (PyPI's Linux torch wheel is a CUDA build with GBs of
 # nvidia-* packages): TORCH=cpu (default) from PyTorch's CPU wheel index, TORCH=cuda on GPU
 # servers from its CUDA index (TORCH_CUDA=cu128: CUDA 12.8, driver >= 570; another
@@ -22,11 +24,12 @@ TORCH_STAMP := $(VENV)/.torch-$(TORCH_VARIANT)
 # takes it without its torch line, so that it keeps whichever build the first step chose
 NO_TORCH_CONSTRAINTS := $(VENV)/constraints-without-torch.txt
 PIP_NET := --timeout 30 --retries 2
-BENCHES := $(patsubst benchmarks/%.py,%,$(filter-out benchmarks/__init__.py benchmarks/common.py,$(wildcard benchmarks/*.py)))
+# cpu.py is the benchmarks' CPU sampler; sizing.py reads their results (run last by `make bench`)
+BENCHES := $(patsubst benchmarks/%.py,%,$(filter-out benchmarks/__init__.py benchmarks/common.py benchmarks/cpu.py benchmarks/sizing.py,$(wildcard benchmarks/*.py)))
 
 .PHONY: bootstrap system-deps demo test test-fast lint typecheck bench lock clean
 
-bootstrap: system-deps $(STAMP) $(TRITON_STAMP)
+bootstrap: system-deps $(STAMP) $(TRITON_STAMP) $(INFRA_STAMP)
 
 system-deps:
 	@bash infra/local/bootstrap-system.sh
@@ -59,6 +62,14 @@ $(TRITON_STAMP): constraints-triton.txt pyproject.toml
 	$(TRITON_VENV)/bin/python -m pip install -q --no-deps -e .
 	@touch $@
 
+# checkov and kubernetes-validate (tests/infra) in their own environment: their pinned
+# dependencies conflict with the project's (constraints-infra.txt holds the whole set).
+$(INFRA_STAMP): constraints-infra.txt
+	@test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install -q $(PIP_NET) -r constraints-infra.txt
+	@touch $@
+
 demo: bootstrap
 	$(VENV)/bin/radflow demo
 
@@ -82,6 +93,7 @@ typecheck: $(STAMP)
 
 bench: bootstrap
 	@for b in $(BENCHES); do $(VENV)/bin/python -m benchmarks.$$b || exit 1; done
+	$(VENV)/bin/python -m benchmarks.sizing
 
 bench-%: bootstrap
 	$(VENV)/bin/python -m benchmarks.$*

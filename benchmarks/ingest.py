@@ -10,6 +10,10 @@ second run); ratio = value / min(download limit, decode limit). The JSON keeps b
 encodings; the headline is the uncompressed one. The CPU seconds the download limit costs
 (this process and Orthanc together, out of 2 x wall seconds on 2 cores) are reported too:
 they show how much of the machine is left for decoding and preprocessing at that rate.
+Secondary `cpu_s_per_exam`: CPU seconds (user + system) per exam of the ingest, net of the
+idle second run, for the radflow process (its session: with the processes it starts) and
+for Orthanc (its session), sampled from /proc (benchmarks/cpu.py), and their sum `total`;
+the deployment sizing (`python -m benchmarks.sizing`) reads it.
 
     python -m benchmarks.ingest [--quick] [--exams N] [--encodings uncompressed,...]
 """
@@ -29,6 +33,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import RADFLOW, throwaway_stack, write_result
+from benchmarks.cpu import Group, Sampler
 
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 
@@ -117,6 +122,22 @@ def _decode_all(files: list[Path]) -> float:
     return time.monotonic() - started
 
 
+def _timed_cli(env: dict[str, str], orthanc: int) -> tuple[float, dict[str, float]]:
+    """Wall seconds of `radflow ingest`, and the CPU seconds of its session (it and every
+    process it starts: decode children of a forkserver that is never reaped are counted
+    while alive) and of Orthanc's meanwhile, sampled from /proc."""
+    started = time.monotonic()
+    proc = subprocess.Popen([RADFLOW, "ingest", "--json"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    groups = [Group("radflow", session=proc.pid), Group("orthanc", session=os.getsid(orthanc))]
+    with Sampler(groups) as cpu:
+        stdout, stderr = proc.communicate()
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, stdout, stderr)
+    return seconds, {g.name: cpu.total(g.name) for g in groups}
+
+
 def measure(name: str, files: list[Path], workers: int) -> dict[str, Any]:
     nbytes = sum(p.stat().st_size for p in files)
     exams = len({p.parent for p in files})
@@ -138,12 +159,8 @@ def measure(name: str, files: list[Path], workers: int) -> dict[str, Any]:
         download_cpu = _cpu_seconds(orthanc) - cpu_before + sum(os.times()[:2]) - own_before
         naive_s = _download_naive(url, auth, ids)
         decode_s = _decode_all(files)
-        started = time.monotonic()
-        subprocess.run([RADFLOW, "ingest", "--json"], env=env, check=True, capture_output=True)
-        ingest_s = time.monotonic() - started
-        started = time.monotonic()
-        subprocess.run([RADFLOW, "ingest", "--json"], env=env, check=True, capture_output=True)
-        startup_s = time.monotonic() - started
+        ingest_s, ingest_cpu = _timed_cli(env, orthanc)
+        startup_s, startup_cpu = _timed_cli(env, orthanc)  # nothing new: start-up and the /changes poll
     mb = nbytes / 1e6
     net = max(ingest_s - startup_s, 1e-3)
     out: dict[str, Any] = {"encoding": name, "exams": exams, "megabytes": round(mb, 1),
@@ -151,6 +168,9 @@ def measure(name: str, files: list[Path], workers: int) -> dict[str, Any]:
            "ingest_s": round(ingest_s, 1), "cli_startup_s": round(startup_s, 1),
            "download_limit_mb_s": round(mb / download_s, 1), "decode_limit_mb_s": round(mb / decode_s, 1)}
     out["vs_naive"] = round(naive_s / net, 2)
+    out["cpu_s_per_exam"] = {k: round(max(0.0, ingest_cpu[k] - startup_cpu[k]) / exams, 3)
+                             for k in ingest_cpu}
+    out["cpu_s_per_exam"]["total"] = round(sum(out["cpu_s_per_exam"].values()), 3)
     # share of the machine (all cores) the download limit itself keeps busy
     out["download_limit_cpu_share"] = round(download_cpu / (download_s * (os.cpu_count() or 1)), 2)
     out["ratio"] = round(out["ingest_mb_s"] / min(out["download_limit_mb_s"], out["decode_limit_mb_s"]), 3)
@@ -179,7 +199,7 @@ def main() -> None:
         0.7, {"exams": exams, "rows": 4096, "cols": 3328, "bits_stored": 12, "workers": workers},
         {"download_limit_mb_s": head["download_limit_mb_s"], "decode_limit_mb_s": head["decode_limit_mb_s"],
          "vs_naive": head["vs_naive"], "download_limit_cpu_share": head["download_limit_cpu_share"],
-         "exams_per_s": head["ingest_exams_s"],
+         "exams_per_s": head["ingest_exams_s"], "cpu_s_per_exam": head["cpu_s_per_exam"],
          "jpeg2000_lossless": results.get("jpeg2000-lossless", "not run"),
          "note": "value is net of the CLI start-up (cli_startup_s)"},
     )

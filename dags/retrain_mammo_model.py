@@ -8,9 +8,10 @@ cron or by drift first waits for the training window: inside clinical hours
 they end, holding no worker slot; a run someone triggers by hand starts at once.
 
 Then: ingest the studies Orthanc marked stable since the last watermark (a slot of the
-`pacs` pool), check the manifest against its data contract, freeze a DVC-versioned dataset
-(patient-level splits, its own contract) and fine-tune on it (the `training` pool's one
-slot, RADFLOW_TRAINING_TIMEOUT_MINUTES) the registered base model
+`pacs` pool, on a worker of the `pacs` Celery queue), check the manifest against its data
+contract, freeze a DVC-versioned dataset (patient-level splits, its own contract) and
+fine-tune on it (the `training` pool's one slot, on a worker of the `gpu` queue,
+RADFLOW_TRAINING_TIMEOUT_MINUTES) the registered base model
 `mammo-screening-base@base`, or what the `base` param names (an MLflow model URI, a weights
 file, `scratch`); from scratch only when no base is registered. The version's `base_model`
 and `training_start` tags say which. It is logged to MLflow, registered as `challenger`,
@@ -58,7 +59,7 @@ CRON, START = retrain_schedule()
 def retrain_mammo_model() -> None:
     window = TrainingWindow(task_id="wait_for_training_window")
 
-    @task(pool="pacs")
+    @task(pool="pacs", queue="pacs")
     def ingest_new_studies() -> dict:
         from pipelines.ingest import run
         from pipelines.orchestration.tasks import call_stage
@@ -79,7 +80,7 @@ def retrain_mammo_model() -> None:
 
         return call_stage(build.run)
 
-    @task(pool="training", execution_timeout=training_timeout())
+    @task(pool="training", queue="gpu", execution_timeout=training_timeout())
     def train_challenger(dataset: dict) -> dict:
         from pipelines.orchestration.tasks import call_stage
         from pipelines.training import run

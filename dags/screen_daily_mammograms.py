@@ -7,8 +7,8 @@ are first retrieved from the hospital PACS when it is declared in pull mode
 (`retrieve_from_pacs`: C-FIND, then C-MOVE or C-GET per study, retried; what could not be
 retrieved is listed on the worklist page), then taken from the gateway Orthanc (study date
 = logical date - 1 day in that time zone, or the `study_date` param), checked for
-completeness, image-QC'd, scored by the champion on Triton in batches (and by the shadow
-model when one is deployed), aggregated per exam with QC-flagged views discounted, given a
+completeness, image-QC'd, scored by the champion on Triton (and by the shadow model when
+one is deployed), aggregated per exam with QC-flagged views discounted, given a
 suspicion 1-10 (validation deciles) and flagged by the operating point or the daily
 reading capacity (RADFLOW_SCREENING_CAPACITY). Results go to the database, a DICOM SR, a
 Mammography CAD SR and heatmap secondary captures into each study in the gateway Orthanc,
@@ -23,11 +23,22 @@ rerun sends only what changed or failed), and `apply_retention` then deletes fro
 gateway the studies that are ingested, screened, delivered and older than
 RADFLOW_GATEWAY_RETENTION_DAYS (the PACS keeps everything).
 
+One night is shared by workers: `plan_screening` lists the night's studies (exam
+pseudonyms, in a stable order) and cuts them into batches of RADFLOW_SCREENING_BATCH_EXAMS
+(default 50); `score_batch` runs once per batch (dynamic task mapping, on any worker of the
+`default` queue): download, views checked, image QC, Triton scores and heatmaps, exam
+score and suspicion, staged in the database keyed by (task, night, batch), so clearing one
+batch reruns and replaces that batch only. `merge_screening` runs once every batch is in
+(it refuses, naming the missing batches, otherwise): flags over the whole night (the reading
+capacity ranks every exam), the results in one keyed transaction, the SR, CAD SR and
+heatmaps, the worklist. A night without exams has no batch and still gets its (empty) page.
+
 Missed nights are caught up one at a time from the go-live moment (RADFLOW_SCREENING_START_DATE).
-`screen_exams` takes a slot of the `pacs` pool. A night not finished by
+Tasks that read or write the gateway Orthanc take a slot of the `pacs` pool; those that talk
+to the PACS or plan and merge the night run on the `pacs` queue. A night not finished by
 RADFLOW_SCREENING_DEADLINE (default 07:00 local) raises a deadline alert; a failed task
 notifies (retries back off exponentially, every task has an execution timeout).
-Failures: Orthanc or Triton down is retried; nothing is written before every view is
+Failures: Orthanc or Triton down is retried; nothing is shown before every batch is
 scored, and every write is keyed, so a retry or rerun replaces and never duplicates.
 """
 
@@ -61,22 +72,37 @@ def screen_daily_mammograms() -> None:
 
         return study_date_of(get_current_context())
 
-    @task(pool="pacs")
+    @task(pool="pacs", queue="pacs")
     def retrieve_from_pacs(study_date: str) -> dict:
         from pipelines.gateway import retrieve
         from pipelines.orchestration.tasks import call_stage
 
         return call_stage(retrieve.run, study_date=study_date, task=get_current_context()["params"]["task"])
 
-    @task(pool="pacs")
-    def screen_exams(study_date: str, retrieved: dict) -> dict:
+    @task(pool="pacs", queue="pacs")
+    def plan_screening(study_date: str, retrieved: dict) -> list[dict]:
         from pipelines.orchestration.tasks import call_stage
-        from pipelines.screening import run
+        from pipelines.screening import batches
 
-        return call_stage(run.run, study_date=study_date, task=get_current_context()["params"]["task"],
+        night = call_stage(batches.plan, study_date=study_date, task=get_current_context()["params"]["task"])
+        return night["batches"]  # one reference per batch: task, date, batch, plan_id, exam pseudonyms
+
+    @task(pool="pacs", queue="default")
+    def score_batch(batch: dict) -> dict:
+        from pipelines.orchestration.tasks import call_stage
+        from pipelines.screening import batches
+
+        return call_stage(batches.score_batch, **batch)
+
+    @task(pool="pacs", queue="pacs", trigger_rule="none_failed")  # runs when the night has no batch
+    def merge_screening(study_date: str) -> dict:
+        from pipelines.orchestration.tasks import call_stage
+        from pipelines.screening import merge
+
+        return call_stage(merge.merge, study_date=study_date, task=get_current_context()["params"]["task"],
                           notify=False)
 
-    @task(pool="pacs")
+    @task(pool="pacs", queue="pacs")
     def deliver_results(screen: dict) -> dict:
         from pipelines.gateway import deliver
         from pipelines.orchestration.tasks import call_stage
@@ -89,7 +115,7 @@ def screen_daily_mammograms() -> None:
 
         return notify_night(screen["worklist"])
 
-    @task
+    @task(queue="pacs")
     def apply_retention(delivered: dict) -> dict:
         from pipelines.gateway import purge
         from pipelines.orchestration.tasks import call_stage
@@ -97,7 +123,9 @@ def screen_daily_mammograms() -> None:
         return call_stage(purge.run)
 
     study_date = pick_study_date()
-    screened = screen_exams(study_date, retrieve_from_pacs(study_date))
+    scored = score_batch.expand(batch=plan_screening(study_date, retrieve_from_pacs(study_date)))
+    screened = merge_screening(study_date)
+    scored >> screened
     notify_reading_room(screened)
     apply_retention(deliver_results(screened))
 

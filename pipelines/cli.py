@@ -17,15 +17,43 @@ from typing import Any
 from pipelines.errors import PermanentError, RadflowError
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def _stack(args: argparse.Namespace) -> Any:
     from pipelines.stack import manage
 
     only = args.only.split(",") if args.only else None
     if args.action == "up":
-        return manage.up(only=only)
+        return manage.up(only=only, executor=args.executor, workers=args.workers)
     if args.action == "down":
         return manage.down(only=only)
     return manage.status()
+
+
+def _worker(args: argparse.Namespace) -> Any:
+    """Run one Celery worker here in the foreground (it replaces this process)."""
+    import os
+
+    from pipelines.config import get_settings
+    from pipelines.stack import airflow
+
+    updates: dict[str, Any] = {"airflow_executor": "celery"}
+    if args.queues:
+        updates["worker_queues"] = args.queues
+    if args.concurrency:
+        updates["worker_concurrency"] = args.concurrency
+    s = get_settings().model_copy(update=updates)
+    airflow.check_broker(s)
+    argv, env = airflow.worker_command(s, args.name, serve_logs=True)
+    os.execve(argv[0], argv, env)
 
 
 def _synth(args: argparse.Namespace) -> Any:
@@ -235,6 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "and Airflow")
     p.add_argument("action", choices=["up", "status", "down"])
     p.add_argument("--only", help="comma-separated subset: postgres,orthanc,mlflow,triton,airflow")
+    p.add_argument("--executor", choices=["local", "celery"], default=None,
+                   help="Airflow's executor (recorded for later commands): local (LocalExecutor, "
+                        "the default) or celery (CeleryExecutor on RADFLOW_CELERY_BROKER_URL)")
+    p.add_argument("--workers", type=_at_least_one, default=None,
+                   help="Celery workers to start on this machine (with --executor celery)")
+
+    p = add("worker", _worker, "run one Celery worker on this host in the foreground, serving "
+                               "RADFLOW_WORKER_QUEUES for the Airflow at RADFLOW_AIRFLOW_URL")
+    p.add_argument("--queues", default=None, help="comma-separated: default,pacs,gpu "
+                                                  "(default RADFLOW_WORKER_QUEUES)")
+    p.add_argument("--concurrency", type=_at_least_one, default=None,
+                   help="task slots (default RADFLOW_WORKER_CONCURRENCY)")
+    p.add_argument("--name", default="radflow", help="the worker's Celery name (name@host)")
 
     p = add("user", _user, "add a person's login to Airflow and MLflow with a role (password "
                            "from RADFLOW_NEW_USER_PASSWORD, else generated into the secrets folder)")

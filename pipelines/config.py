@@ -11,12 +11,15 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PIPELINE_MLFLOW_LOGIN = "radflow-pipeline"  # the stages' MLflow service user; never an approver
 CLINICAL_MIN_INPUT = (1024, 832)  # (rows, columns): the clinical profile's smallest input
+# The Celery queues tasks are routed to: default (everything else), pacs (tasks that talk to
+# the PACS or the gateway Orthanc), gpu (training).
+QUEUES = ("default", "pacs", "gpu")
 
 
 class RadflowSettings(BaseSettings):
@@ -25,6 +28,13 @@ class RadflowSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RADFLOW_", extra="ignore")
 
     state_dir: Path = Path(".radflow")
+    # The lake store: the one folder several workers share, holding what one task hands to
+    # another on disk (the lake, the datasets and their DVC remote, worklists, promotion
+    # reports, the nights' monitoring features). A path on a volume every worker mounts (NFS,
+    # CephFS, a ReadWriteMany claim; an S3 bucket through a mount such as mountpoint-s3 or
+    # the S3 CSI driver). Unset: the state dir (one machine). Everything else a task hands
+    # on goes through PostgreSQL, Orthanc, MLflow or Triton.
+    lake_store: Path | None = None
 
     # Orthanc (PACS). orthanc_url unset means the embedded Orthanc of `radflow stack up`.
     orthanc_url: str | None = None
@@ -119,6 +129,18 @@ class RadflowSettings(BaseSettings):
     airflow_database_url: str | None = None
     airflow_username: str = "admin"  # the embedded Airflow's admin login
     airflow_password: SecretStr | None = None  # else <state>/secrets/airflow.env
+    # The executor: "local" runs tasks in the scheduler's machine (LocalExecutor); "celery"
+    # sends them through the Celery broker to workers (CeleryExecutor), on this machine
+    # (`radflow stack up --executor celery --workers N`) or on others (`radflow worker`).
+    # Unset: what the last `stack up` chose (<state>/airflow/executor), else local.
+    airflow_executor: Literal["local", "celery"] | None = None
+    celery_broker_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may hold a password
+    # Workers `stack up` starts on this machine; 0 when every worker runs on other hosts.
+    celery_workers: int = Field(default=1, ge=0)
+    # Queues: default (everything), pacs (tasks that talk to the PACS or the gateway Orthanc),
+    # gpu (training). A worker on a host without a GPU leaves gpu out.
+    worker_queues: str = "default,pacs,gpu"
+    worker_concurrency: int = Field(default=2, ge=1)  # task slots of one worker
     # What hospital IT controls (pipelines/orchestration/policy.py; Airflow pools, timeouts).
     pacs_pool_slots: int = Field(default=2, ge=1)  # concurrent tasks pulling from the PACS
     # Retraining started by its cron or by drift waits while clinicians use the machines:
@@ -178,6 +200,9 @@ class RadflowSettings(BaseSettings):
     screening_tasks_file: Path | None = None  # default: pipelines/tasks.yaml
     # Flag the k highest exam scores of a night instead of the operating point.
     screening_capacity: int | None = None
+    # Exams per scoring batch: the night is cut into batches of this many, scored by
+    # separate tasks (possibly on several workers), merged once every batch is in.
+    screening_batch_exams: int = Field(default=50, ge=1)
     # Notification of a published night (pipelines/notify.py, orchestration/notify.py)
     notify_webhook_url: SecretStr | None = None  # POST JSON here; may embed a token, so secret
     notify_webhook_timeout_s: float = Field(default=10.0, gt=0)
@@ -219,9 +244,24 @@ class RadflowSettings(BaseSettings):
     def state(self) -> Path:
         return self.state_dir.resolve()
 
+    @field_validator("lake_store", mode="before")
+    @classmethod
+    def _store_is_a_path(cls, value: object) -> object:
+        scheme, sep, _ = str(value).partition("://")
+        if value is not None and sep and scheme.isidentifier():
+            raise ValueError(
+                f"RADFLOW_LAKE_STORE must be a folder every worker mounts, got a {scheme}:// URL: "
+                "mount the bucket (mountpoint-s3, the S3 CSI driver) and give its mount path")
+        return value
+
+    @property
+    def store(self) -> Path:
+        """The lake store (RADFLOW_LAKE_STORE, else the state dir)."""
+        return (self.lake_store or self.state).resolve()
+
     @property
     def lake_dir(self) -> Path:
-        return self.state / "lake"
+        return self.store / "lake"
 
     @property
     def logs_dir(self) -> Path:
@@ -229,7 +269,7 @@ class RadflowSettings(BaseSettings):
 
     @property
     def worklists_dir(self) -> Path:
-        return self.state / "worklists"
+        return self.store / "worklists"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
@@ -237,7 +277,7 @@ class RadflowSettings(BaseSettings):
 
     @property
     def reports_dir(self) -> Path:
-        return self.state / "reports"
+        return self.store / "reports"
 
     @property
     def orthanc_storage_dir(self) -> Path:

@@ -343,6 +343,72 @@ outcomes = sa.Table(
     sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# What each Triton slot serves (pipelines/deployments.py): one row per slot per task, keyed
+# by the slot's Triton model, with the previous version kept on disk for rollback.
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("triton_model", sa.String(128), primary_key=True),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("triton_version", sa.Integer, nullable=False),
+    sa.Column("operating_point", sa.Float, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("deployed_at", sa.String(32), nullable=False),  # ISO 8601, UTC, as recorded
+    sa.Column("slot", sa.String(16), nullable=False),  # champion | shadow
+    sa.Column("name", sa.String(128), nullable=False),  # the name in `mlflow deployments`
+    sa.Column("previous_version", sa.Integer, nullable=True),
+    sa.Column("previous_sha256", sa.String(64), nullable=False),
+    sa.Column("suspicion_cuts", sa.Text, nullable=False),  # JSON deciles, "" when none
+    sa.Column("task", sa.String(32), nullable=False),
+)
+
+# A screening night cut into scoring batches (pipelines/screening/batches.py, staging.py):
+# the plan, then per batch what it staged (replaced with its batch, read by the merge).
+screening_plans = sa.Table(
+    "screening_plans",
+    metadata,
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), primary_key=True),
+    sa.Column("plan_id", sa.String(16), nullable=False),  # digest of what the plan lists
+    sa.Column("model_version", sa.String(32), nullable=False),  # the champion it was made for
+    sa.Column("batch_exams", sa.Integer, nullable=False),
+    sa.Column("studies", sa.JSON, nullable=False),  # [[exam pseudonym, Orthanc study id], ...] in order
+    sa.Column("planned_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+screening_batches = sa.Table(
+    "screening_batches",
+    metadata,
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), primary_key=True),
+    sa.Column("batch", sa.Integer, primary_key=True),
+    sa.Column("plan_id", sa.String(16), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("arrays", sa.String(64), nullable=False),  # token of the staged arrays' files
+    sa.Column("shadow", sa.JSON, nullable=True),  # model_version, operating_point, error
+    sa.Column("stage_seconds", sa.JSON, nullable=False),
+    sa.Column("staged_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+screening_staged = sa.Table(
+    "screening_staged",
+    metadata,
+    sa.Column("task", sa.String(32), primary_key=True),
+    sa.Column("study_date", sa.String(10), primary_key=True),
+    sa.Column("batch", sa.Integer, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),  # in the night's plan
+    sa.Column("plan_id", sa.String(16), nullable=False),
+    sa.Column("exam_id", sa.String(64), nullable=False),
+    sa.Column("study_id", sa.String(64), nullable=False),  # Orthanc id
+    sa.Column("reason", sa.Text, nullable=True),  # quarantined: why (then no score)
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("suspicion", sa.Integer, nullable=True),
+    sa.Column("all_flagged", sa.Boolean, nullable=True),
+    sa.Column("views", sa.JSON, nullable=True),  # view, score, device, instance, input box, QC flags
+    sa.Column("shadow_score", sa.Float, nullable=True),
+)
+
 
 @functools.cache
 def engine_for(url: str) -> Engine:

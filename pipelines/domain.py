@@ -235,6 +235,47 @@ class ScreenResult(StageResult):
     notified: int = 0  # flagged exams the notification listed (0: none configured or none flagged)
     # pull mode: studies the PACS listed for the night that the gateway could not retrieve
     not_retrieved: list[Quarantined] = dataclasses.field(default_factory=list)
+    batches: int = 0  # scoring batches the night was cut into (RADFLOW_SCREENING_BATCH_EXAMS)
+    plan_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreeningBatch(StageResult):
+    """One batch of a night's screening plan, as a reference: the exams' pseudonyms in plan
+    order (the Orthanc ids they stand for stay in the plan's database row)."""
+
+    task: str
+    date: str
+    batch: int  # 0-based index in the plan
+    plan_id: str
+    exams: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreeningPlan(StageResult):
+    """A night cut into scoring batches (pipelines/screening/batches.py)."""
+
+    task: str
+    date: str
+    plan_id: str
+    model_version: str
+    exams: int
+    batch_exams: int
+    batches: list[ScreeningBatch]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchResult(StageResult):
+    """One scored batch, staged for the night's merge (nothing shown to anyone yet)."""
+
+    task: str
+    date: str
+    batch: int
+    plan_id: str
+    exams: int  # scored
+    views_scored: int
+    quarantined: list[Quarantined]
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

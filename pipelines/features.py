@@ -127,7 +127,7 @@ def embedding_columns(table: pd.DataFrame) -> list[str]:
 
 
 def night_path(task: str, study_date: str, model_version: str) -> Path:
-    return get_settings().state / "monitoring" / "nights" / task / study_date / f"{model_version}.parquet"
+    return get_settings().store / "monitoring" / "nights" / task / study_date / f"{model_version}.parquet"
 
 
 def read_night(task: str, study_date: str, model_version: str) -> pd.DataFrame:

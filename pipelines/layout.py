@@ -32,7 +32,7 @@ def exam_dir(lake: Path, study_date: str, exam_id: str) -> Path:
 
 def datasets_root() -> Path:
     """The DVC repository of every dataset."""
-    return get_settings().state / "datasets"
+    return get_settings().store / "datasets"
 
 
 def dataset_dir(name: str) -> Path:
@@ -46,4 +46,4 @@ def version_file(name: str) -> Path:
 
 
 def default_remote() -> Path:
-    return get_settings().state / "dvc-remote"
+    return get_settings().store / "dvc-remote"

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ def _load_sibling(name: str) -> object:
 
 
 postgres = _load_sibling("postgres")
+redis_server = _load_sibling("redis_server")
 
 
 @pytest.fixture(autouse=True)
@@ -54,15 +56,58 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     db.engine_for.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """SQLAlchemy URL of an empty PostgreSQL database for the session (never skipped)."""
+def _found_or_started(found: Any, unavailable: type[Exception]) -> Iterator[str]:
+    """The URL a found-or-started service context gives, for a session fixture; the test
+    fails (never skips) with the reason when there is none."""
     try:
-        database = postgres.postgres_database()  # type: ignore[attr-defined]
-        url = database.__enter__()
-    except postgres.PostgresUnavailable as exc:  # type: ignore[attr-defined]
+        url = found.__enter__()
+    except unavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
         yield url
     finally:
-        database.__exit__(None, None, None)
+        found.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of an empty PostgreSQL database for the session (never skipped)."""
+    yield from _found_or_started(postgres.postgres_database(),  # type: ignore[attr-defined]
+                                 postgres.PostgresUnavailable)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def results_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The results database of a test run on both dialects: the test's SQLite file, or a
+    new database on the session's PostgreSQL, dropped afterwards. Yields the dialect."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    import uuid
+    from contextlib import closing
+
+    import sqlalchemy as sa
+
+    server_url: str = request.getfixturevalue("postgres_url")
+    name = f"radflow_unit_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with closing(admin.connect()) as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    monkeypatch.setenv("RADFLOW_DATABASE_URL",
+                       sa.make_url(server_url).set(database=name).render_as_string(hide_password=False))
+    config.reset_settings()
+    try:
+        yield "postgresql"
+    finally:
+        db.get_engine().dispose()
+        db.engine_for.cache_clear()
+        with closing(admin.connect()) as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """redis:// URL of an empty Redis database for the session (never skipped)."""
+    yield from _found_or_started(redis_server.redis_database(),  # type: ignore[attr-defined]
+                                 redis_server.RedisUnavailable)  # type: ignore[attr-defined]

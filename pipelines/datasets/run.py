@@ -126,7 +126,7 @@ def run(params: DatasetParams | None = None, task: str = "mammo", **overrides: A
     definition = get_task(task)
     name = definition.dataset
     root, remote = datasets_root(), params.remote or str(default_remote())
-    with stage_lock(get_settings().state, f"build_dataset-{name}"):
+    with stage_lock(f"build_dataset-{name}"):
         frame, left_out = load_labelled_manifest(definition.modality)
         if frame.empty:
             raise NoTrainingData(f"the manifest has no fully labelled {definition.modality} exam of task "

@@ -127,7 +127,7 @@ def export_manifest() -> str:
 def run(limit: int | None = None) -> IngestResult:
     """Ingest every study that became stable since the watermark (at most `limit`)."""
     s = get_settings()
-    with stage_lock(s.state, "ingest"), OrthancClient(s) as client:
+    with stage_lock("ingest"), OrthancClient(s) as client:
         if cleared := lake.clear_staging(s.lake_dir):
             log.warning("ingest: removed %d staging leftovers of an interrupted run", cleared)
         source = client.url

@@ -28,11 +28,29 @@ def _children_skip_the_airflow_script() -> None:
         main.__spec__ = importlib.util.find_spec("airflow.__main__")
 
 
+def _task_may_start_processes() -> None:
+    """Under the CeleryExecutor a task process is forked (by Airflow's supervisor) from a
+    process of Celery's prefork pool, a daemonic billiard process. multiprocessing then sees
+    billiard's process object: it refuses children to a daemonic process ("daemonic
+    processes are not allowed to have children"), and a "spawn" child cannot take billiard's
+    authentication key ("Pickling an AuthenticationString object is disallowed"); ingest and
+    decoding start process pools. Both are inherited, not chosen: the task process is
+    Airflow's supervised child, and the pools a stage starts are its own to end."""
+    import multiprocessing
+    from multiprocessing.process import AuthenticationString  # type: ignore[attr-defined]
+
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    config["daemon"] = False
+    if type(config.get("authkey")) is not AuthenticationString:
+        config["authkey"] = AuthenticationString(bytes(config["authkey"]))
+
+
 def call_stage(fn: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
     """Run one stage function and return its PHI-free result as a dict."""
     from airflow.sdk.exceptions import AirflowFailException
 
     _children_skip_the_airflow_script()
+    _task_may_start_processes()
     try:
         result = fn(**kwargs)
     except PermanentError as exc:

@@ -143,7 +143,6 @@ def import_pathology(path: Path | str) -> OutcomeImport:
     Raises:
         LabelFileInvalid: the file lacks a column (nothing is stored).
     """
-    from pipelines.config import get_settings
     from pipelines.labels.pathology import read_pathology_rows
     from pipelines.locks import stage_lock
 
@@ -152,7 +151,7 @@ def import_pathology(path: Path | str) -> OutcomeImport:
     accepted = [(n, BreastOutcome(o.exam_id, o.side, PATHOLOGY, malignant=o.malignant,
                                   outcome_date=o.date.isoformat())) for n, o in read.outcomes]
     rows = len({n for n, _ in read.outcomes} | {n for n, _, _ in read.rejected})
-    with stage_lock(get_settings().state, "outcomes"), db.get_engine().begin() as conn:
+    with stage_lock("outcomes"), db.get_engine().begin() as conn:
         dates = _exam_dates(conn, (o.exam_id for _, o in accepted))
         return _finish(PATHOLOGY, rows, accepted, rejected, dates, conn)
 
@@ -182,7 +181,6 @@ def import_follow_up(path: Path | str, directory: AccessionDirectory | None = No
     Raises:
         LabelFileInvalid: the file lacks the report text or every key column.
     """
-    from pipelines.config import get_settings
     from pipelines.labels.ris import read_ris_export
     from pipelines.locks import stage_lock
 
@@ -191,7 +189,7 @@ def import_follow_up(path: Path | str, directory: AccessionDirectory | None = No
     rejected = [_reject(n, "report_text" if "report_text" in why else keyless, why)
                 for n, why in reports.skipped]
     rows = len(reports.skipped) + sum(len(r) for r in reports.rows.values())
-    with stage_lock(get_settings().state, "outcomes"), db.get_engine().begin() as conn:
+    with stage_lock("outcomes"), db.get_engine().begin() as conn:
         exam_of, failure = _exams_of(conn, list(reports.texts), directory)
         accepted = []
         for key, text in reports.texts.items():

@@ -1,6 +1,7 @@
-"""A screened night's monitoring features, written by the screening run.
+"""A screened night's monitoring features, computed by each scoring batch and published
+by the night's merge.
 
-Only the screening run holds the night's pixels and headers, so it computes what
+Only the scoring batches hold the night's pixels and headers, so each computes what
 monitoring needs while it has them: per exam, the acquisition metadata, the image
 statistics and the embedding of the model inputs (with the deployed ONNX file, checked
 against its registered SHA-256) and the exam score. The frame holds pseudonyms and device

@@ -44,6 +44,7 @@ class PreparedView:
     # where the model input lies in the image: top, bottom, left, right in its stored pixels
     # (half-open, not mirrored; preprocess.model_input_box); None for a radiograph task
     input_box: tuple[int, int, int, int] | None = None
+    instance_id: str = ""  # Orthanc id of the instance: the merge reads the header again by it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,34 +93,49 @@ def prepare_view(ds: Dataset, view: str, task: TaskDefinition, height: int, widt
     return prepared.image, prepared.qc
 
 
-def collect(client: OrthancClient, task: TaskDefinition, study_date: str, height: int, width: int,
-            workers: int, decode_timeout_s: float) -> tuple[list[PreparedExam], list[Quarantined]]:
-    """Every screenable exam of `study_date` (YYYY-MM-DD) for `task`, and the quarantined ones."""
+def collect(client: OrthancClient, task: TaskDefinition, study_ids: list[str], height: int,
+            width: int, workers: int, decode_timeout_s: float,
+            label: str = "") -> tuple[list[PreparedExam], list[Quarantined]]:
+    """The screenable exams among `study_ids` (Orthanc ids, kept in that order) for `task`,
+    and the quarantined ones; `label` names the batch in the progress log."""
     prepared, held = [], []
-    found = client.find_studies(study_date.replace("-", ""), task.modality)
     started = time.monotonic()
-    for n, study_id in enumerate(found, start=1):
-        label = f"orthanc:{study_id[:8]}"
+    for n, study_id in enumerate(study_ids, start=1):
         try:
-            datasets = studies.download(client, study_id, workers)
-            views = select_for_task(datasets, task, label).views
-            ready = {}
-            for view, ds in views.items():
-                try:
-                    ready[view] = collect_view(ds, view, task, height, width, decode_timeout_s)
-                except InvalidStudy as exc:
-                    raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
+            exam = collect_study(client, task, study_id, height, width, workers, decode_timeout_s)
         except PermanentError as exc:
             held.append(Quarantined(id=study_id, reason=str(exc)))
             with db.get_engine().begin() as conn:
                 db.upsert(conn, db.quarantine, [{"stage": f"screen:{task.name}", "item_id": study_id,
                           "reason": str(exc)}], keys=["stage", "item_id"])
             continue
-        with db.get_engine().begin() as conn:
-            exam_id = pseudonym_for(conn, "study", str(next(iter(views.values())).StudyInstanceUID))
-        prepared.append(PreparedExam(exam_id, study_id, ready))
-        if n % 50 == 0 or n == len(found):
+        prepared.append(exam)
+        if n % 50 == 0 or n == len(study_ids):
             rate = n / max(time.monotonic() - started, 1e-9)
-            log.info("collect %s %s: %d/%d studies (%.1f/s), %d quarantined", task.name, study_date,
-                     n, len(found), rate, len(held))
+            log.info("collect %s %s: %d/%d studies (%.1f/s), %d quarantined", task.name, label,
+                     n, len(study_ids), rate, len(held))
     return prepared, held
+
+
+def collect_study(client: OrthancClient, task: TaskDefinition, study_id: str, height: int, width: int,
+                  workers: int, decode_timeout_s: float) -> PreparedExam:
+    """One study (Orthanc id) as the night screens it.
+
+    Raises:
+        PermanentError: the study cannot be screened (a view missing, pixels undecodable, ...):
+            the message names the view and the study by its Orthanc id.
+    """
+    label = f"orthanc:{study_id[:8]}"
+    instances = studies.download_instances(client, study_id, workers)
+    ids = {id(ds): instance_id for instance_id, ds in instances}
+    views = select_for_task([ds for _, ds in instances], task, label).views
+    ready = {}
+    for view, ds in views.items():
+        try:
+            found = collect_view(ds, view, task, height, width, decode_timeout_s)
+        except InvalidStudy as exc:
+            raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
+        ready[view] = dataclasses.replace(found, instance_id=ids[id(ds)])
+    with db.get_engine().begin() as conn:
+        exam_id = pseudonym_for(conn, "study", str(next(iter(views.values())).StudyInstanceUID))
+    return PreparedExam(exam_id, study_id, ready)

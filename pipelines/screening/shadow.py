@@ -1,13 +1,17 @@
 """The shadow model: scored on the night's exams beside the champion, compared, kept apart.
 
-Its exam scores go to `shadow_results` with the champion's for the same exams; the
-worklist, the flags and the PACS write-back use the champion only. A shadow that cannot
-be scored (not ready, Triton error) is reported in the run's output and never fails the night.
+Each scoring batch scores its views with the shadow (`exam_scores`); the merge, once it
+knows the champion's flags of the whole night, stores the shadow's exam scores in
+`shadow_results` with the champion's and returns the agreement (`store`). The worklist, the
+flags and the PACS write-back use the champion only. A shadow that cannot be scored (not
+ready, Triton error) is reported in the run's output and never fails the night.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,11 +43,20 @@ def agreement(champion: np.ndarray, shadow: np.ndarray, champion_flags: np.ndarr
     return round(pearson, 4), round(spearman, 4), round(flags, 4)
 
 
-def score(triton: TritonClient, batch_size: int, images: np.ndarray, exams: list[ExamRow],
-          study_date: str, champion: Deployment, task: TaskDefinition) -> ShadowAgreement | None:
-    """Score the night's views (`images`, exam by exam in view order) with the task's
-    shadow, discounting the views the champion discounted; store its results and return
-    the agreement. None when no shadow is deployed."""
+@dataclasses.dataclass(frozen=True)
+class ShadowScores:
+    """The shadow's exam scores of some exams (in their order), or why it has none."""
+
+    model_version: str
+    operating_point: float
+    scores: tuple[float, ...] = ()
+    error: str | None = None
+
+
+def exam_scores(triton: TritonClient, batch_size: int, images: np.ndarray, exams: Sequence[ExamRow],
+                task: TaskDefinition) -> ShadowScores | None:
+    """Score the views (`images`, exam by exam in view order) with the task's shadow,
+    discounting the views the champion discounted. None when no shadow is deployed."""
     shadow = find("shadow", task.triton_model)
     if shadow is None:
         return None
@@ -52,17 +65,26 @@ def score(triton: TritonClient, batch_size: int, images: np.ndarray, exams: list
             if len(images) else np.zeros(0)
     except RadflowError as exc:
         log.warning("shadow %s v%s not scored: %s", shadow.triton_model, shadow.model_version, exc)
-        return ShadowAgreement(model_version=shadow.model_version, exams=0, score_correlation=None,
-                               rank_correlation=None, flag_agreement=None, flagged=0, error=str(exc))
-    exam_scores, i = [], 0
+        return ShadowScores(shadow.model_version, shadow.operating_point, error=str(exc))
+    scores, i = [], 0
     for exam in exams:
         views = {v.view: float(probs[i + k]) for k, v in enumerate(exam.views)}
         i += len(views)
         skip = [] if exam.all_flagged else [v.view for v in exam.views if v.qc.discounted]
-        exam_scores.append(scoring.score_without(task, views, skip)[0])
+        scores.append(scoring.score_without(task, views, skip)[0])
+    return ShadowScores(shadow.model_version, shadow.operating_point, tuple(scores))
+
+
+def store(shadow: ShadowScores, exams: Sequence[ExamRow], study_date: str,
+          champion: Deployment) -> ShadowAgreement:
+    """Store the shadow's scores of the night's `exams` (flagged as the worklist shows them)
+    beside the champion's, and return the agreement (the error, when it was not scored)."""
+    if shadow.error is not None:
+        return ShadowAgreement(model_version=shadow.model_version, exams=0, score_correlation=None,
+                               rank_correlation=None, flag_agreement=None, flagged=0, error=shadow.error)
     exam_ids = [e.exam_id for e in exams]
     champion_scores = np.array([e.score for e in exams])
-    scores = np.array(exam_scores, dtype=np.float64)
+    scores = np.array(shadow.scores, dtype=np.float64)
     flags = scores >= shadow.operating_point
     champion_flags = np.array([e.flagged for e in exams], dtype=bool)
     pearson, spearman, flag_share = agreement(champion_scores, scores, champion_flags, flags)
@@ -77,3 +99,25 @@ def score(triton: TritonClient, batch_size: int, images: np.ndarray, exams: list
              len(exam_ids), pearson, flag_share)
     return ShadowAgreement(model_version=shadow.model_version, exams=len(exam_ids), score_correlation=pearson,
                            rank_correlation=spearman, flag_agreement=flag_share, flagged=int(flags.sum()))
+
+
+def combined(parts: Sequence[ShadowScores | None]) -> ShadowScores | None:
+    """The night's shadow scores from its batches' (in batch order): None when no batch had
+    a shadow; an error when one failed or the batches were scored by different versions."""
+    found = [p for p in parts if p is not None]
+    if not found:
+        return None
+    versions = sorted({p.model_version for p in found})
+    last = found[-1]
+    if len(versions) > 1:
+        return dataclasses.replace(last, scores=(), error=(
+            f"the night's batches were scored by shadow versions {', '.join(versions)}: "
+            "rerun the night to compare one version"))
+    if len(found) < len(parts):
+        return dataclasses.replace(last, scores=(), error=(
+            f"{len(parts) - len(found)} of the night's {len(parts)} batches were scored "
+            "without a shadow: rerun the night to compare"))
+    failed = next((p for p in found if p.error is not None), None)
+    if failed is not None:
+        return failed
+    return dataclasses.replace(last, scores=tuple(s for p in found for s in p.scores))

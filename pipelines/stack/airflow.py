@@ -1,6 +1,12 @@
-"""The embedded Airflow 3: api-server (UI and REST API), scheduler, dag-processor, triggerer.
+"""The embedded Airflow 3: api-server (UI and REST API), scheduler, dag-processor, triggerer,
+and with the CeleryExecutor its Celery workers.
 
-LocalExecutor on PostgreSQL (`settings.airflow_db_url`), logins by the FAB auth manager.
+LocalExecutor on PostgreSQL (`settings.airflow_db_url`) by default, logins by the FAB auth
+manager. `radflow stack up --executor celery --workers N` runs the CeleryExecutor instead:
+tasks go through the broker (RADFLOW_CELERY_BROKER_URL, Redis) to N workers serving the
+queues `default`, `pacs` and `gpu`; `radflow worker` starts one more on another host. The
+choice is recorded in `<state>/airflow/executor`, so later commands agree with the running
+scheduler.
 Everything Airflow needs is passed as AIRFLOW__* variables by `environment()`; its secrets
 (the admin's password, the JWT signing secret, the Fernet key of connections, the session
 key) are generated once into `<state>/secrets/airflow.env` (0600). Before the processes
@@ -19,11 +25,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipelines.config import PIPELINE_MLFLOW_LOGIN, PROJECT_DIR, RadflowSettings
+from pipelines.config import PIPELINE_MLFLOW_LOGIN, PROJECT_DIR, QUEUES, RadflowSettings
 from pipelines.errors import StackError
 from pipelines.stack import postgres, secrets
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+WORKER_UNIT = "airflow-worker-"  # + its number: the Celery workers `stack up` starts here
 _HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
@@ -66,6 +74,40 @@ def go_live(s: RadflowSettings, write: bool = False) -> str | None:
     return now.isoformat()
 
 
+def executor(s: RadflowSettings) -> tuple[str, int]:
+    """(kind, workers here): RADFLOW_AIRFLOW_EXECUTOR, else what the last `stack up` recorded,
+    else ("local", 0)."""
+    path = home(s) / "executor"
+    recorded = path.read_text().split() if path.exists() else []
+    kind = s.airflow_executor or (recorded[0] if recorded else "local")
+    if kind not in EXECUTORS:
+        raise StackError(f"{path} names executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
+    if kind == "local":
+        return kind, 0
+    if "celery_workers" in s.model_fields_set or len(recorded) < 2 or recorded[0] != kind:
+        return kind, s.celery_workers
+    return kind, int(recorded[1])
+
+
+def record_executor(s: RadflowSettings, kind: str, workers: int) -> None:
+    path = home(s) / "executor"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{kind} {workers}\n")
+
+
+def _celery(s: RadflowSettings) -> dict[str, str]:
+    """CeleryExecutor settings: the broker, the result backend in the metadata database."""
+    from sqlalchemy.engine import make_url
+
+    backend = make_url(s.airflow_db_url).set(drivername="postgresql+psycopg2")
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": s.celery_broker_url.get_secret_value(),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + backend.render_as_string(hide_password=False),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(s.worker_concurrency),
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+    }
+
+
 def environment(s: RadflowSettings, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every Airflow process (and `airflow` command) of this state dir."""
     env = dict(os.environ if base is None else base)
@@ -76,7 +118,7 @@ def environment(s: RadflowSettings, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS[executor(s)[0]],
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__AUTH_MANAGER":
             "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
@@ -99,6 +141,8 @@ def environment(s: RadflowSettings, base: dict[str, str] | None = None) -> dict[
     if s.mlflow_username != PIPELINE_MLFLOW_LOGIN:  # tasks run as the service user, never a person
         env["RADFLOW_MLFLOW_USERNAME"] = PIPELINE_MLFLOW_LOGIN
         env.pop("RADFLOW_MLFLOW_PASSWORD", None)
+    if executor(s)[0] == "celery":
+        env.update(_celery(s))
     start = go_live(s)
     if start and not s.screening_start_date:
         env["RADFLOW_SCREENING_START_DATE"] = start
@@ -142,6 +186,49 @@ def provisioned(s: RadflowSettings) -> bool:
 
 def command(s: RadflowSettings, component: str) -> tuple[list[str], dict[str, str]]:
     return [_airflow(), component], environment(s)
+
+
+def worker_command(s: RadflowSettings, name: str, *,
+                   serve_logs: bool = False) -> tuple[list[str], dict[str, str]]:
+    """`airflow celery worker` serving RADFLOW_WORKER_QUEUES with RADFLOW_WORKER_CONCURRENCY
+    slots, known to Celery as `name@<host>`. Workers on one machine share its task logs on
+    disk, so only a worker alone on its host serves them to the api-server (port 8793)."""
+    argv = [_airflow(), "celery", "worker", "--queues", queues(s), "--concurrency",
+            str(s.worker_concurrency), "--celery-hostname", f"{name}@%h", "--without-mingle",
+            "--without-gossip"]
+    return argv + ([] if serve_logs else ["--skip-serve-logs"]), environment(s)
+
+
+def queues(s: RadflowSettings) -> str:
+    """The worker's queues, checked against the three radflow routes to."""
+    names = [q.strip() for q in s.worker_queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if not names or unknown:
+        raise StackError(f"RADFLOW_WORKER_QUEUES {s.worker_queues!r}: unknown queue "
+                         f"{', '.join(unknown) or '(none given)'}; choose from {', '.join(QUEUES)}")
+    return ",".join(names)
+
+
+def check_broker(s: RadflowSettings) -> None:
+    """StackError naming the setting when the Celery broker does not answer."""
+    import redis
+
+    url = s.celery_broker_url.get_secret_value()
+    where = url.rsplit("@", 1)[-1]  # without a password
+    try:
+        redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise StackError(f"the Celery broker redis://{where.split('://')[-1]} does not answer "
+                         f"({type(exc).__name__}): start Redis or set RADFLOW_CELERY_BROKER_URL") from None
+
+
+def worker_ready(log_file: Path) -> bool:
+    """A Celery worker is ready once it has connected to the broker and said so."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    return " ready." in text
 
 
 def health(s: RadflowSettings) -> dict[str, Any]:

@@ -78,7 +78,25 @@ def services(s: RadflowSettings) -> dict[str, Service]:
             functools.partial(airflow.component_healthy, s, component), 240 if api else 120,
             functools.partial(airflow.command, s, component),
             prepare=(lambda: airflow.prepare(s)) if api else None)
+    for unit in _worker_units(s):
+        table[unit] = Service(unit, {}, functools.partial(_worker_healthy, s, unit), 120,
+                              functools.partial(airflow.worker_command, s, unit.removeprefix("airflow-")),
+                              stop_signal=signal.SIGQUIT)  # cold shutdown: a retry reruns its task
     return table
+
+
+def _worker_units(s: RadflowSettings) -> list[str]:
+    """The Celery workers of this machine: as many as the executor asks for, and any still
+    running from an earlier `up` with more (so that `down` stops them too)."""
+    kind, count = airflow.executor(s)
+    wanted = {f"{airflow.WORKER_UNIT}{i}" for i in range(1, count + 1)} if kind == "celery" else set()
+    running = {p.stem for p in (s.state / "run").glob(f"{airflow.WORKER_UNIT}*.pid")}
+    return sorted(wanted | running, key=lambda u: int(u.rsplit("-", 1)[1]))
+
+
+def _worker_healthy(s: RadflowSettings, unit: str) -> bool:
+    pid_file, log_file = _paths(s, unit)
+    return processes.read_pid(pid_file) is not None and airflow.worker_ready(log_file)
 
 
 def _results_database(s: RadflowSettings) -> None:
@@ -87,8 +105,8 @@ def _results_database(s: RadflowSettings) -> None:
     db.migrate(s.db_url)
 
 
-def _units(group: str) -> tuple[str, ...]:
-    return AIRFLOW_UNITS if group == "airflow" else (group,)
+def _units(s: RadflowSettings, group: str) -> tuple[str, ...]:
+    return (*AIRFLOW_UNITS, *_worker_units(s)) if group == "airflow" else (group,)
 
 
 def _paths(s: RadflowSettings, name: str) -> tuple[Path, Path]:
@@ -120,12 +138,20 @@ def _start(s: RadflowSettings, svc: Service) -> str:
     return "started"
 
 
-def up(only: list[str] | None = None) -> dict[str, Any]:
+def up(only: list[str] | None = None, executor: str | None = None,
+       workers: int | None = None) -> dict[str, Any]:
     """Start the requested services (default all) and wait until each is healthy.
 
     The embedded PostgreSQL (no RADFLOW_DATABASE_URL) always starts: it holds the results.
+    `executor` ("local" or "celery") and `workers` (Celery workers on this machine) are
+    recorded for the Airflow processes; unset, the recorded or configured ones stay.
     """
     s = get_settings()
+    if executor is not None or workers is not None:
+        kind = executor or airflow.executor(s)[0]
+        if workers is not None and kind != "celery":
+            raise StackError("--workers starts Celery workers: give --executor celery too")
+        s = s.model_copy(update={"airflow_executor": kind, "celery_workers": workers or s.celery_workers})
     s.state.mkdir(parents=True, exist_ok=True)
     wanted = _check(only)
     if s.embedded_postgres and "postgres" not in wanted:
@@ -137,7 +163,9 @@ def up(only: list[str] | None = None) -> dict[str, Any]:
     table = services(s)
     actions: dict[str, str] = {}
     for group in wanted:
-        results = [_start(s, table[unit]) for unit in _units(group)]
+        if group == "airflow":
+            _check_executor(s, executor)
+        results = [_start(s, table[unit]) for unit in _units(s, group)]
         actions[group] = results[0] if len(set(results)) == 1 else "started"
     return {**status(), "actions": actions}
 
@@ -149,12 +177,27 @@ def down(only: list[str] | None = None) -> dict[str, Any]:
     stopped = {}
     for group in reversed(_check(only)):
         results = []
-        for unit in reversed(_units(group)):
+        for unit in reversed(_units(s, group)):
             pid_file, _ = _paths(s, unit)
             results.append(processes.stop(pid_file, sig=table[unit].stop_signal,
                                           group=table[unit].stop_group))
         stopped[group] = "stopped" if any(results) else "not running"
     return {**status(), "actions": stopped}
+
+
+def _check_executor(s: RadflowSettings, requested: str | None) -> None:
+    """Record the executor before Airflow starts; refuse to change it under a running
+    scheduler (its tasks would go where no worker listens)."""
+    kind, count = airflow.executor(s)
+    path = airflow.home(s) / "executor"
+    before = path.read_text().split()[0] if path.exists() else "local"
+    scheduler_up = processes.read_pid(_paths(s, "airflow-scheduler")[0]) is not None
+    if requested is not None and scheduler_up and before != kind:
+        raise StackError(f"Airflow runs here with the {before} executor; stop it first "
+                         f"(`radflow stack down --only airflow`), then start it with --executor {kind}")
+    if kind == "celery":
+        airflow.check_broker(s)
+    airflow.record_executor(s, kind, count)
 
 
 def _check(only: list[str] | None) -> list[str]:
@@ -177,6 +220,8 @@ def status() -> dict[str, Any]:
             return False
 
     components = {c: running(u) for c, u in zip(airflow.COMPONENTS, AIRFLOW_UNITS, strict=True)}
+    kind, _ = airflow.executor(s)
+    workers = {u.removeprefix("airflow-"): running(u) for u in _worker_units(s)}
     return {
         "state_dir": str(s.state),
         "services": {
@@ -192,13 +237,14 @@ def status() -> dict[str, Any]:
             "triton": {"running": running("triton"), "http_url": f"http://{s.triton_http_url}",
                        "grpc_url": s.triton_grpc_url, "repository": str(s.triton_repository),
                        "managed": _managed(s, "triton")},
-            "airflow": {"running": all(components.values()), "url": s.airflow_base_url,
+            "airflow": {"running": all(components.values()) and all(workers.values()),
+                        "url": s.airflow_base_url, "executor": kind, "workers": workers,
                         "components": components, "login": s.airflow_username,
                         "password_file": str(s.secret_file("airflow")),
                         "database_url": db.redacted_url(s.airflow_db_url),
-                        "managed": all(_managed(s, u) for u in AIRFLOW_UNITS)},
+                        "managed": all(_managed(s, u) for u in (*AIRFLOW_UNITS, *_worker_units(s)))},
         },
-        "paths": {"lake": str(s.lake_dir), "logs": str(s.logs_dir),
+        "paths": {"lake": str(s.lake_dir), "store": str(s.store), "logs": str(s.logs_dir),
                   "mlflow_artifacts": str(s.mlflow_artifacts_dir),
                   "orthanc_storage": str(s.orthanc_storage_dir),
                   "worklists": str(s.worklists_dir), "secrets": str(s.state / "secrets")},

@@ -40,9 +40,12 @@ EXPECTED = {
                             "build_monitoring_reference": [],
                             "evaluate_challenger": []},
     "deploy_mammo_model": {"promote_challenger": ["deploy_champion"], "deploy_champion": []},
-    "screen_daily_mammograms": {"pick_study_date": ["retrieve_from_pacs", "screen_exams"],
-                                "retrieve_from_pacs": ["screen_exams"],
-                                "screen_exams": ["deliver_results", "notify_reading_room"],
+    "screen_daily_mammograms": {"pick_study_date": ["merge_screening", "plan_screening",
+                                                    "retrieve_from_pacs"],
+                                "retrieve_from_pacs": ["plan_screening"],
+                                "plan_screening": ["score_batch"],
+                                "score_batch": ["merge_screening"],
+                                "merge_screening": ["deliver_results", "notify_reading_room"],
                                 "deliver_results": ["apply_retention"], "apply_retention": [],
                                 "notify_reading_room": []},
     "monitor_mammo_model": {"pick_study_date": ["check_model_integrity", "monitor_drift"],
@@ -105,6 +108,8 @@ for dag_id, dag in bag.dags.items():
         "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", str(t.trigger_rule))
                           for t in dag.tasks},
         "pools": {t.task_id: t.pool for t in dag.tasks},
+        "queues": {t.task_id: t.queue for t in dag.tasks},
+        "mapped": sorted(t.task_id for t in dag.tasks if getattr(t, "is_mapped", False)),
         "operators": {t.task_id: type(t).__name__ for t in dag.tasks},
         "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds()
                      for t in dag.tasks},
@@ -302,11 +307,39 @@ def test_every_task_has_a_timeout_exponential_backoff_and_notifies_when_it_fails
 
 def test_pacs_pulls_and_training_take_their_pools(dags: dict[str, dict[str, Any]]) -> None:
     assert dags["retrain_mammo_model"]["pools"]["ingest_new_studies"] == "pacs"
-    assert dags["screen_daily_mammograms"]["pools"]["screen_exams"] == "pacs"
+    screening = dags["screen_daily_mammograms"]
+    for name in ("retrieve_from_pacs", "plan_screening", "score_batch", "merge_screening",
+                 "deliver_results"):  # everything that reads or writes Orthanc or the PACS
+        assert screening["pools"][name] == "pacs", name
     assert dags["retrain_mammo_model"]["pools"]["train_challenger"] == "training"
     # training has its own, longer timeout (12 h by default, every other task 2 h)
     timeouts = dags["retrain_mammo_model"]["timeouts"]
     assert timeouts["train_challenger"] == 720 * 60 and timeouts["ingest_new_studies"] == 120 * 60
+
+
+def test_a_night_is_scored_in_mapped_batches_merged_once_every_batch_is_in(
+        dags: dict[str, dict[str, Any]]) -> None:
+    dag = dags["screen_daily_mammograms"]
+    assert dag["mapped"] == ["score_batch"]  # one task instance per batch (dynamic task mapping)
+    # a night without exams maps no batch (skipped): the merge still publishes its empty page,
+    # while a failed batch stops it
+    assert dag["trigger_rules"]["merge_screening"] == "none_failed"
+    # batches spread over every worker; the PACS and the night's plan and merge run on pacs
+    assert dag["queues"]["score_batch"] == "default"
+    assert {dag["queues"][t] for t in ("retrieve_from_pacs", "plan_screening", "merge_screening",
+                                       "deliver_results", "apply_retention")} == {"pacs"}
+
+
+def test_every_task_goes_to_a_known_queue_training_to_gpu_pacs_work_to_pacs(
+        dags: dict[str, dict[str, Any]]) -> None:
+    from pipelines.config import QUEUES
+
+    for dag in dags.values():
+        assert set(dag["queues"].values()) <= set(QUEUES)
+    retrain = dags["retrain_mammo_model"]["queues"]
+    assert (retrain["train_challenger"], retrain["ingest_new_studies"]) == ("gpu", "pacs")
+    others = {q for t, q in retrain.items() if t not in ("train_challenger", "ingest_new_studies")}
+    assert others == {"default"}
 
 
 def test_retraining_first_waits_for_the_training_window(dags: dict[str, dict[str, Any]]) -> None:

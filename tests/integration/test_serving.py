@@ -105,8 +105,8 @@ def test_a_version_that_answers_wrongly_is_not_switched_to(stack: Stack, version
     assert failed["type"] == "DeploymentFailed" and "not switched" in failed["error"], failed
     assert ready_versions(stack) == ["1"]  # the serving version never stopped
     np.testing.assert_allclose(served(stack, X), expected(versions[1], X), atol=1e-5)
-    status = json.loads((stack.state / "serving" / "mammo_screening.json").read_text())
-    assert status["triton_version"] == 1
+    record = stack.query("SELECT triton_version FROM deployments WHERE triton_model = 'mammo_screening'")
+    assert record == [{"triton_version": 1}]
 
 
 def test_a_tampered_file_is_refused_before_loading(stack: Stack, versions: dict[int, Path]) -> None:

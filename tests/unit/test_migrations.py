@@ -29,11 +29,13 @@ from pipelines.errors import LockHeld
 from pipelines.migrations import runner
 from pipelines.migrations.baseline import baseline_metadata
 
-HEAD = "0006"
+HEAD = "0008"
 NEW_TABLES = {"screening_runs", "view_results", "qc_flags", "qc_device_rates",  # 0002
               "monitoring_runs", "drift_metrics", "integrity_checks",  # 0003
               "pacs_retrievals", "deliveries", "worklist_feedback", "gateway_deletions",  # 0005
-              "outcomes"}  # 0006
+              "outcomes",  # 0006
+              "deployments",  # 0007
+              "screening_plans", "screening_batches", "screening_staged"}  # 0008
 NEW_EXAM_COLUMNS = {"task", "suspicion", "flag_reason", "views_discounted", "run_id", "device"}
 
 

@@ -10,9 +10,6 @@ Only the notification boundary (the webhook) is replaced.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines import config, db, features
+from pipelines import db, features
 from pipelines.errors import PermanentError, TransientError
 from pipelines.monitoring import run
 from pipelines.monitoring.notices import MonitoringNotice
@@ -30,27 +27,10 @@ MODEL, VERSION, OP = "mammo-screening", "3", 0.6
 FIRST = dt.date(2026, 3, 1)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield "sqlite"
-        return
-    server_url: str = request.getfixturevalue("postgres_url")
-    name = f"radflow_mon_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with closing(admin.connect()) as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    monkeypatch.setenv("RADFLOW_DATABASE_URL",
-                       sa.make_url(server_url).set(database=name).render_as_string(hide_password=False))
-    config.reset_settings()
-    try:
-        yield "postgresql"
-    finally:
-        db.get_engine().dispose()
-        db.engine_for.cache_clear()
-        with closing(admin.connect()) as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+@pytest.fixture
+def database(results_database: str) -> str:
+    """SQLite, then PostgreSQL (tests/conftest.py)."""
+    return results_database
 
 
 def exams(n: int, seed: int, vendor: str = "GE MEDICAL SYSTEMS", shift: float = 0.0) -> pd.DataFrame:
