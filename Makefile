@@ -74,12 +74,14 @@ demo: bootstrap
 	$(VENV)/bin/radflow demo
 
 # Two pytest workers, one test file each at a time (module-scoped stacks stay whole): the
-# integration modules mostly wait on services, so two overlap well on two cores.
+# integration modules mostly wait on services, so two overlap well on two cores. Files go
+# out in collection order (tests/conftest.py puts the longest first), not by test count,
+# which left the one-test end-to-end file running alone at the end.
 test: bootstrap
 	$(VENV)/bin/ruff check pipelines dags tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --durations=25
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 test-fast: bootstrap
 	$(VENV)/bin/python -m pytest -m "not integration"

@@ -14,17 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipelines import cli_args as arg
 from pipelines.errors import PermanentError, RadflowError
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def _stack(args: argparse.Namespace) -> Any:
@@ -245,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="radflow",
         description="Hospital imaging MLOps: Orthanc -> Airflow -> PyTorch/MLflow -> Triton -> PACS.",
     )
-    parser.add_argument("--state-dir", help="state folder (default .radflow, env RADFLOW_STATE_DIR)")
+    parser.add_argument("--state-dir", type=arg.output_folder,
+                        help="state folder (default .radflow, env RADFLOW_STATE_DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -256,81 +248,84 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def with_task(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--task", default="mammo", help="the task (pipelines/tasks.yaml): its model, "
-                                                       "dataset, policy and Triton model")
+        p.add_argument("--task", default=arg.DEFAULT_TASK, type=arg.task_name,
+                       help="the task (pipelines/tasks.yaml): its model, dataset, policy and Triton model")
 
     p = add("stack", _stack, "start, inspect or stop the local PostgreSQL, Orthanc, MLflow, Triton "
                              "and Airflow")
     p.add_argument("action", choices=["up", "status", "down"])
-    p.add_argument("--only", help="comma-separated subset: postgres,orthanc,mlflow,triton,airflow")
+    p.add_argument("--only", type=arg.services,
+                   help="comma-separated subset: postgres,orthanc,mlflow,triton,airflow")
     p.add_argument("--executor", choices=["local", "celery"], default=None,
                    help="Airflow's executor (recorded for later commands): local (LocalExecutor, "
                         "the default) or celery (CeleryExecutor on RADFLOW_CELERY_BROKER_URL)")
-    p.add_argument("--workers", type=_at_least_one, default=None,
+    p.add_argument("--workers", type=arg.at_least_one, default=None,
                    help="Celery workers to start on this machine (with --executor celery)")
 
     p = add("worker", _worker, "run one Celery worker on this host in the foreground, serving "
                                "RADFLOW_WORKER_QUEUES for the Airflow at RADFLOW_AIRFLOW_URL")
-    p.add_argument("--queues", default=None, help="comma-separated: default,pacs,gpu "
+    p.add_argument("--queues", default=None, type=arg.queues, help="comma-separated: default,pacs,gpu "
                                                   "(default RADFLOW_WORKER_QUEUES)")
-    p.add_argument("--concurrency", type=_at_least_one, default=None,
+    p.add_argument("--concurrency", type=arg.at_least_one, default=None,
                    help="task slots (default RADFLOW_WORKER_CONCURRENCY)")
-    p.add_argument("--name", default="radflow", help="the worker's Celery name (name@host)")
+    p.add_argument("--name", default="radflow", type=arg.worker_name,
+                   help="the worker's Celery name (name@host)")
 
     p = add("user", _user, "add a person's login to Airflow and MLflow with a role (password "
                            "from RADFLOW_NEW_USER_PASSWORD, else generated into the secrets folder)")
     p.add_argument("action", choices=["add"])
-    p.add_argument("login")
+    p.add_argument("login", type=arg.login)
     p.add_argument("--role", required=True, choices=["hospital-it", "ml-team", "viewer"])
-    p.add_argument("--name", required=True, help="display name, e.g. 'Ada Reviewer'")
-    p.add_argument("--email", default=None)
+    p.add_argument("--name", required=True, type=arg.display_name, help="display name, e.g. 'Ada Reviewer'")
+    p.add_argument("--email", default=None, type=arg.email)
 
     p = add("synth", _synth, "generate synthetic screening mammograms and C-STORE them to Orthanc")
-    p.add_argument("--exams", type=int, required=True)
-    p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
-    p.add_argument("--site", default="general", help="site name (picks a vendor profile)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--positive-rate", type=float, default=0.3)
-    p.add_argument("--scale", type=float, default=0.125, help="fraction of the detector matrix")
-    p.add_argument("--out", help="also write the DICOM files under this folder")
+    p.add_argument("--exams", type=arg.at_least_one, required=True)
+    p.add_argument("--date", required=True, type=arg.calendar_date, help="study date YYYY-MM-DD")
+    p.add_argument("--site", default="general", type=arg.site, help="site name (picks a vendor profile)")
+    p.add_argument("--seed", type=arg.seed, default=0)
+    p.add_argument("--positive-rate", type=arg.share, default=0.3)
+    p.add_argument("--scale", type=arg.scale, default=0.125, help="fraction of the detector matrix")
+    p.add_argument("--out", type=arg.output_folder, help="also write the DICOM files under this folder")
     p.add_argument("--no-push", action="store_true", help="do not send to Orthanc")
-    p.add_argument("--burned-in-text-rate", type=float, default=0.0,
+    p.add_argument("--burned-in-text-rate", type=arg.share, default=0.0,
                    help="share of exams with the patient's name and id burned into one view")
-    p.add_argument("--artifact-rate", type=float, default=0.0,
+    p.add_argument("--artifact-rate", type=arg.share, default=0.0,
                    help="share of exams with one image artifact (foreign object, motion blur, grid "
                         "lines, clipped exposure, missing pectoral muscle) in one view")
-    p.add_argument("--vendor", default=None,
+    p.add_argument("--vendor", default=None, type=arg.vendor,
                    help="image with this vendor's unit instead of the site's (hologic, ge, "
                         "siemens, fujifilm); the site's population stays")
-    p.add_argument("--detector-degradation", type=float, default=0.0,
+    p.add_argument("--detector-degradation", type=arg.share, default=0.0,
                    help="0-1: ageing detector on the same unit (more noise, less contrast, "
                         "gain non-uniformity)")
 
     p = add("ingest", _ingest, "ingest studies new since the last Orthanc /changes watermark")
-    p.add_argument("--limit", type=int, default=None, help="at most this many studies")
+    p.add_argument("--limit", type=arg.at_least_one, default=None, help="at most this many studies")
 
     p = add("validate", _validate, "check the manifest against a data contract (Great Expectations)")
-    p.add_argument("--suite", default=None,
+    p.add_argument("--suite", default=None, type=arg.contract_name,
                    help="data_contracts/<suite>.v<N>.json (default: the task's manifest_contract; "
                         "its dataset_contract checks the frozen dataset)")
-    p.add_argument("--contract-version", type=int, default=None,
+    p.add_argument("--contract-version", type=arg.at_least_one, default=None,
                    help="pin contract version N (default: the latest)")
     p.add_argument("--no-data-docs", action="store_true", help="skip rendering the GX Data Docs HTML")
     with_task(p)
 
     p = add("build-dataset", _build_dataset,
             "freeze the validated manifest into a patient-split dataset versioned with DVC")
-    p.add_argument("--seed", type=int, default=None, help="orders new patients for split assignment")
-    p.add_argument("--remote", default=None, help="DVC remote URL (default <state>/dvc-remote)")
+    p.add_argument("--seed", type=arg.seed, default=None, help="orders new patients for split assignment")
+    p.add_argument("--remote", default=None, type=arg.dvc_remote,
+                   help="DVC remote URL (default <state>/dvc-remote)")
     with_task(p)
 
     p = add("train", _train, "train the view classifier on the frozen dataset, log to MLflow, "
                              "register it as challenger")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--epochs", type=arg.at_least_one, default=None)
+    p.add_argument("--seed", type=arg.seed, default=None)
+    p.add_argument("--patience", type=arg.at_least_one, default=None,
                    help="epochs without a better validation AUC before stopping (params.yaml train.patience)")
-    p.add_argument("--base", default=None,
+    p.add_argument("--base", default=None, type=arg.base_model,
                    help="the base model to fine-tune: an MLflow model URI (models:/NAME@ALIAS, "
                         "models:/NAME/VERSION, runs:/ID), a weights file (.pt), or 'scratch'; "
                         "default: the task's registered base (<model>-base@base), from scratch "
@@ -339,13 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("pretrain", _pretrain, "train a base model on a synthetic public site, register it "
                                    "as <registered model>-base@base")
-    p.add_argument("--exams", type=int, default=600)
-    p.add_argument("--site", default="general", help="synthetic site (picks the vendor)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--exams", type=arg.at_least_one, default=600)
+    p.add_argument("--site", default="general", type=arg.site, help="synthetic site (picks the vendor)")
+    p.add_argument("--seed", type=arg.seed, default=7)
+    p.add_argument("--epochs", type=arg.at_least_one, default=None)
 
     p = add("evaluate", _evaluate, "evaluate a registered model on a frozen dataset split, log to MLflow")
-    p.add_argument("--alias", default="challenger", help="registered model alias to evaluate")
+    p.add_argument("--alias", default="challenger", type=arg.alias_name,
+                   help="registered model alias to evaluate")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     with_task(p)
 
@@ -353,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
             "set and, if it passes, make it champion (approved by your MLflow login, "
             "RADFLOW_MLFLOW_USERNAME, listed in the policy; reason required; audited)")
     p.add_argument("--reason", required=True, help="why (recorded in the audit table and MLflow)")
-    p.add_argument("--version", default=None, help="model version (default: the challenger)")
+    p.add_argument("--version", default=None, type=arg.version_number,
+                   help="model version (default: the challenger)")
     with_task(p)
 
     p = add("rollback", _rollback, "move alias champion back to the version the current "
@@ -366,9 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slot", default="champion", choices=["champion", "shadow"],
                    help="champion (screened, on the worklist) or shadow (scored beside it only)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--alias", default=None,
+    which.add_argument("--alias", default=None, type=arg.alias_name,
                        help="registered-model alias (default: champion, or challenger for --slot shadow)")
-    which.add_argument("--model-uri", default=None, help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    which.add_argument("--model-uri", default=None, type=arg.registered_model_uri,
+                       help="models:/NAME@ALIAS or models:/NAME/VERSION")
     which.add_argument("--rollback", action="store_true",
                        help="serve the slot's previous version again (verified, no download)")
     which.add_argument("--undeploy", action="store_true", help="stop serving the slot and unload it")
@@ -377,25 +375,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serving-repo", _serving_repo, "generate a Triton model repository (configs and "
             "adapters) for the cpu or gpu profile, e.g. for the production Triton container")
     p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument("--out", required=True, help="repository folder to write")
+    p.add_argument("--out", required=True, type=arg.output_folder, help="repository folder to write")
     with_task(p)
 
     p = add("screen", _screen, "screen one study date's exams: QC, Triton, results, PACS write-back, "
             "worklist, notification")
-    p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
+    p.add_argument("--date", required=True, type=arg.past_date, help="study date YYYY-MM-DD")
     with_task(p)
 
     p = add("gateway", _gateway, "the gateway and the hospital PACS/RIS: retrieve a night from the "
             "PACS (pull mode), deliver its results to the PACS and RIS, purge old studies (retention)")
     p.add_argument("action", choices=["retrieve", "deliver", "purge"])
-    p.add_argument("--date", help="study date YYYY-MM-DD (retrieve, deliver)")
-    p.add_argument("--today", help="purge: the day retention counts from (default today)")
+    p.add_argument("--date", type=arg.past_date, help="study date YYYY-MM-DD (retrieve, deliver)")
+    p.add_argument("--today", type=arg.past_date, help="purge: the day retention counts from (default today)")
     with_task(p)
 
     p = add("worklist", _worklist, "the radiologists' feedback from the worklist (agree, disagree, "
             "artifact per exam and reader), for the ML team")
     p.add_argument("action", choices=["feedback"])
-    p.add_argument("--since", help="only nights on or after this study date YYYY-MM-DD")
+    p.add_argument("--since", type=arg.past_date, help="only nights on or after this study date YYYY-MM-DD")
     with_task(p)
 
     p = add("labels", _labels, "import outcomes of screened exams per exam pseudonym and breast: "
@@ -403,45 +401,49 @@ def build_parser() -> argparse.ArgumentParser:
             "bad rows are listed with their row and column")
     p.add_argument("action", choices=["import"])
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--pathology", metavar="FILE",
+    source.add_argument("--pathology", metavar="FILE", type=arg.input_csv,
                         help="CSV: exam_id (pseudonym), laterality, outcome, date")
-    source.add_argument("--ris", metavar="FILE", help="RIS CSV export of follow-up reports: accession_number "
-                        "or study_instance_uid of the screened exam, report_text, report_date")
+    source.add_argument("--ris", metavar="FILE", type=arg.input_csv,
+                        help="RIS CSV export of follow-up reports: accession_number or "
+                        "study_instance_uid of the screened exam, report_text, report_date")
 
     p = add("outcomes", _outcomes, "realised performance once outcomes arrived: per model version and "
             "month, exams screened and with an outcome, sensitivity and specificity at the stored flags and "
             "AUC with bootstrap confidence intervals; the champion checked against the policy's minimum")
-    p.add_argument("--version", default=None, help="the version to check (default: the latest screened)")
+    p.add_argument("--version", default=None, type=arg.version_number,
+                   help="the version to check (default: the latest screened)")
     with_task(p)
 
     p = add("monitor", _monitor, "one screened night against the champion's validation data: "
             "metadata, image, embedding, prediction and artifact-rate drift, sustained-drift alert, report")
-    p.add_argument("--date", required=True, help="study date YYYY-MM-DD (screened already)")
+    p.add_argument("--date", required=True, type=arg.past_date,
+                   help="study date YYYY-MM-DD (screened already)")
     with_task(p)
 
     p = add("check-integrity", _check_integrity, "every model file in Triton's repository against its "
             "registered SHA-256; unknown models reported")
-    p.add_argument("--date", help="the day the check is recorded under (default today)")
+    p.add_argument("--date", type=arg.past_date, help="the day the check is recorded under (default today)")
 
     p = add("monitor-reference", _monitor_reference, "build and log the monitoring reference of a "
             "version registered before monitoring existed (from its validation split)")
-    p.add_argument("--version", required=True, help="registered version")
+    p.add_argument("--version", required=True, type=arg.version_number, help="registered version")
     with_task(p)
 
     p = add("synth-chest", _synth_chest, "synthetic chest radiographs (DX, PA) into Orthanc, for the "
             "cxr-nodule screening task")
-    p.add_argument("--exams", type=int, default=10)
-    p.add_argument("--date", required=True, help="study date YYYY-MM-DD")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--size", type=int, default=512, help="rows and columns")
+    p.add_argument("--exams", type=arg.at_least_one, default=10)
+    p.add_argument("--date", required=True, type=arg.calendar_date, help="study date YYYY-MM-DD")
+    p.add_argument("--seed", type=arg.seed, default=7)
+    p.add_argument("--size", type=arg.whole(32, 8192), default=512, help="rows and columns")
 
     p = add("db", _db, "migrate the results database to the newest schema, or show its revision")
     p.add_argument("action", choices=["upgrade", "current"])
 
     p = add("demo", _demo, "the whole nightly loop on synthetic data, end to end")
-    p.add_argument("--exams", type=int, default=200, help="exams in all, over --days study dates")
-    p.add_argument("--days", type=int, default=2)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--exams", type=arg.whole(9), default=200,
+                   help="exams in all, over --days study dates (8 or more of them screened tonight)")
+    p.add_argument("--days", type=arg.at_least_one, default=2)
+    p.add_argument("--seed", type=arg.seed, default=7)
     return parser
 
 
@@ -454,7 +456,10 @@ def _as_json(result: Any) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.state_dir:
+        from pipelines.config import reset_settings
+
         os.environ["RADFLOW_STATE_DIR"] = args.state_dir
+        reset_settings()  # checking the arguments may have read the settings already
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

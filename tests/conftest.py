@@ -44,6 +44,24 @@ postgres = _load_sibling("postgres")
 redis_server = _load_sibling("redis_server")
 
 
+# The longest test modules, longest first (`--durations` of a full run): `make test` runs
+# two pytest workers that take whole files in collection order, so these start first and
+# the many short files fill in around them, instead of one long file running alone at the end.
+LONGEST_FIRST = (
+    "integration/test_e2e_dags.py", "integration/test_pipeline.py", "integration/test_monitoring_drift.py",
+    "integration/test_scheduler.py", "integration/test_chest_loop.py", "integration/test_promotion.py",
+    "integration/test_hospital_pacs.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, stays
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh state dir and SQLite results database per test; settings re-read."""

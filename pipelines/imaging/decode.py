@@ -5,6 +5,7 @@ malformed codestream can make one of them loop forever or crash the process. Ing
 therefore decodes each file in a child process started from a forkserver (cheap, and safe
 in a process that runs threads), waits at most `timeout_s`, and kills the child when it
 overruns. The parent gets an array or an `InvalidStudy` naming the transfer syntax.
+The child dies with the process that asked for it, even a SIGKILLed one (`die_with_parent`).
 Native (not encapsulated) pixel data runs no codec, so it is decoded in the process.
 
 Full-detector images are larger than the model needs: `decode_reduced` averages 2x2 blocks
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.errors import InvalidStudy
+from pipelines.processes import die_with_parent
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -215,6 +217,7 @@ def decode_with_timeout(ds: Dataset, timeout_s: float, decoder: Decoder = pixel_
 
 
 def _child(decoder: Decoder, ds: Dataset, sender: Connection) -> None:
+    die_with_parent()  # a hanging codec must not outlive a killed ingest
     try:
         result: tuple[str, Any] = ("ok", decoder(ds))
     except Exception as exc:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 
 from pipelines.config import get_settings
 from pipelines.errors import PermanentError, TransientError
 from pipelines.ingest import exams
 from pipelines.pacs import studies
 from pipelines.pacs.client import OrthancClient
+from pipelines.processes import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,15 @@ def _prepare_in_worker(study_id: str, ris_texts: Mapping[str, str] | None) -> Pr
 
 def prepared(client: OrthancClient, study_ids: list[str], workers: int,
              ris_texts: Mapping[str, str] | None = None) -> Iterator[Prepared]:
-    """The studies prepared, in the order given; in `workers` processes for large batches."""
+    """The studies prepared, in the order given; in `workers` processes for large batches.
+
+    The workers die with this process (`process_pool`); `run` consumes this generator on
+    the main thread of the `radflow ingest` command or of the Airflow task process.
+    """
     if workers <= 1 or len(study_ids) < 2 * workers:  # a pool costs seconds to start
         for study_id in study_ids:
             yield prepare(client, study_id, ris_texts)
         return
-    context = multiprocessing.get_context("spawn")  # no inherited sockets or DB connections
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # "spawn": no inherited sockets or DB connections
+    with process_pool(workers, "spawn") as pool:
         yield from pool.map(_prepare_in_worker, study_ids, [ris_texts] * len(study_ids))

@@ -34,7 +34,8 @@ def cluster_env(state: Path, db_url: str, redis_url: str, store: Path) -> dict[s
     """The main host's settings: Celery, no local worker, the lake store outside its state."""
     return {**stack_env(state, db_url), "RADFLOW_AIRFLOW_EXECUTOR": "celery",
             "RADFLOW_CELERY_WORKERS": "0", "RADFLOW_CELERY_BROKER_URL": redis_url,
-            "RADFLOW_LAKE_STORE": str(store), "RADFLOW_SCREENING_BATCH_EXAMS": "3"}
+            "RADFLOW_LAKE_STORE": str(store), "RADFLOW_SCREENING_BATCH_EXAMS": "3",
+            "RADFLOW_TRAIN_EPOCHS": "2"}  # the model's quality is not what this test checks
 
 
 def service_ports(env: dict[str, str], db_url: str, redis_url: str) -> list[int]:

@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.integration.stack import Stack, leaked, scanned_files
+from tests.integration.stack import RADFLOW, Stack, leaked, scanned_files
 
 TRAIN_DATE, NIGHT_DATE = "2026-10-05", "2026-10-06"
 TRAIN_EXAMS, NIGHT_EXAMS = 40, 12
@@ -232,8 +232,10 @@ def test_pretrain_then_fine_tune_from_the_base_model_by_uri_or_file(stack: Stack
     # the file's base as is was logged in the run, for evaluation and promotion to score
     logged = client.get_model_version("mammo-screening", again["model_version"]).tags["base_model_uri"]
     assert logged.startswith("models:/m-")
-    missing = stack.radflow("train", "--base", str(stack.state / "nope.pt"), ok=False)
-    assert "no such file" in missing["error"]
+    missing = subprocess.run([RADFLOW, "train", "--base", str(stack.state / "nope.pt"), "--json"],
+                             env=stack.env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2, missing.stderr  # refused by argparse, before any work
+    assert "argument --base: no such file" in missing.stderr
     unknown = stack.radflow("train", "--base", "models:/mammo-screening-base@nope", ok=False)
     assert "not found in MLflow" in unknown["error"]
 

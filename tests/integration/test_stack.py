@@ -57,8 +57,9 @@ def test_status_reports_every_service_running(stack: Stack) -> None:
     assert status["services"]["postgres"]["embedded"] is False  # the test's database was given
     orthanc = status["services"]["orthanc"]
     assert orthanc["dicom_port"] == int(stack.env["RADFLOW_ORTHANC_DICOM_PORT"])
-    assert set(status["paths"]) == {"lake", "logs", "mlflow_artifacts", "orthanc_storage", "worklists",
-                                    "secrets"}
+    assert set(status["paths"]) == {"lake", "store", "logs", "mlflow_artifacts", "orthanc_storage",
+                                    "worklists", "secrets"}
+    assert status["paths"]["store"] == str(stack.state.resolve())  # no RADFLOW_LAKE_STORE: one machine
     assert sa.engine.make_url(status["database_url"]).password in (None, "***")
 
 

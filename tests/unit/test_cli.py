@@ -203,12 +203,16 @@ def test_every_stage_of_the_loop_takes_the_task(command: list[str]) -> None:
     assert parser.parse_args([*command, "--task", "cxr-nodule"]).task == "cxr-nodule"
 
 
-def test_labels_import_takes_exactly_one_file_and_outcomes_takes_the_task() -> None:
+def test_labels_import_takes_exactly_one_file_and_outcomes_takes_the_task(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("p.csv", "r.csv"):  # the files must exist (tests/unit/test_cli_arguments.py)
+        (tmp_path / name).write_text("exam_id,laterality,outcome,date\n")
     parser = cli.build_parser()
     args = parser.parse_args(["labels", "import", "--pathology", "p.csv", "--json"])
     assert (args.action, args.pathology, args.ris, args.json) == ("import", "p.csv", None, True)
     assert parser.parse_args(["labels", "import", "--ris", "r.csv"]).ris == "r.csv"
-    for bad in (["labels", "import"], ["labels", "import", "--pathology", "p", "--ris", "r"],
+    for bad in (["labels", "import"], ["labels", "import", "--pathology", "p.csv", "--ris", "r.csv"],
                 ["labels", "export", "--ris", "r.csv"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)

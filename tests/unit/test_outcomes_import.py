@@ -179,5 +179,7 @@ def test_the_cli_prints_one_json_object_with_counts_and_reasons(
     assert out["rejected"] == [{"row": 3, "column": "laterality",
                                 "reason": "row 3, column laterality: is not one of b, bilateral, both, l, "
                                           "left, r, right"}]
-    assert cli.main(["labels", "import", "--pathology", str(tmp_path / "absent.csv"), "--json"]) == 1
-    assert "error" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with pytest.raises(SystemExit) as refused:  # a missing file is refused before any work
+        cli.main(["labels", "import", "--pathology", str(tmp_path / "absent.csv"), "--json"])
+    assert refused.value.code == 2
+    assert "argument --pathology: no such file" in capsys.readouterr().err

@@ -191,9 +191,9 @@ def test_cli_passes_both_options_and_reports_bad_ones(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     (row,) = truth(out["truth_file"])
     assert (row["vendor"], float(row["detector_degradation"])) == ("fujifilm", 0.25)
-    assert cli.main([*base, "--vendor", "agfa"]) == 1
-    error = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert error["type"] == "PermanentError" and "'agfa'" in error["error"]
-    assert cli.main([*base, "--detector-degradation", "1.5"]) == 1
-    error = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert "1.5" in error["error"]
+    for bad, named in ((["--vendor", "agfa"], "argument --vendor: unknown vendor 'agfa'"),
+                       (["--detector-degradation", "1.5"], "argument --detector-degradation: 1.5")):
+        with pytest.raises(SystemExit) as refused:  # refused before any work
+            cli.main([*base, *bad])
+        assert refused.value.code == 2
+        assert named in capsys.readouterr().err
