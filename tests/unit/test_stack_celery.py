@@ -128,7 +128,8 @@ def test_the_executor_cannot_change_under_a_running_scheduler(tmp_path: Path) ->
 def test_the_cli_refuses_zero_workers_before_any_work() -> None:
     proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "stack", "up", "--executor", "celery",
                            "--workers", "0"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "argument --workers: 0 is out of range (expected at least 1)" in proc.stderr
+    assert proc.returncode == 2
+    assert "argument --workers: 0 is out of range (expected at least 1)" in proc.stderr
 
 
 def test_the_lake_store_holds_what_tasks_hand_on_and_the_state_dir_the_rest(
