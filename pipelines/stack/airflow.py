@@ -214,21 +214,30 @@ def check_broker(s: RadflowSettings) -> None:
     import redis
 
     url = s.celery_broker_url.get_secret_value()
-    where = url.rsplit("@", 1)[-1]  # without a password
+    where = url.rsplit("@", 1)[-1].split("://")[-1]  # host:port/db, without a password
     try:
         redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
-        raise StackError(f"the Celery broker redis://{where.split('://')[-1]} does not answer "
+        raise StackError(f"the Celery broker redis://{where} does not answer "
                          f"({type(exc).__name__}): start Redis or set RADFLOW_CELERY_BROKER_URL") from None
 
 
-def worker_ready(log_file: Path) -> bool:
-    """A Celery worker is ready once it has connected to the broker and said so."""
+def worker_ready(log_file: Path, since: float) -> bool:
+    """A Celery worker is ready once it has connected to the broker and said so, in a line
+    stamped after `since` (its start, epoch seconds): the log is appended to, so after a
+    restart it still holds the previous run's "ready." line."""
     try:
-        text = log_file.read_text(errors="replace")
+        lines = log_file.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         return False
-    return " ready." in text
+    said = next((line for line in reversed(lines) if " ready." in line), None)
+    if said is None:
+        return False
+    try:
+        stamp = dt.datetime.fromisoformat(said.split(" ", 1)[0].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return stamp.timestamp() >= since - 1.0  # the pid file is written just after the start
 
 
 def health(s: RadflowSettings) -> dict[str, Any]:

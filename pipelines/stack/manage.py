@@ -96,7 +96,8 @@ def _worker_units(s: RadflowSettings) -> list[str]:
 
 def _worker_healthy(s: RadflowSettings, unit: str) -> bool:
     pid_file, log_file = _paths(s, unit)
-    return processes.read_pid(pid_file) is not None and airflow.worker_ready(log_file)
+    return (processes.read_pid(pid_file) is not None
+            and airflow.worker_ready(log_file, since=pid_file.stat().st_mtime))
 
 
 def _results_database(s: RadflowSettings) -> None:

@@ -189,3 +189,26 @@ def test_a_task_forked_from_a_celery_pool_process_may_start_process_pools() -> N
     result = out.get(timeout=60)
     proc.join(timeout=30)
     assert result == {"fork": 42, "spawn": 42}
+
+
+def test_a_restarted_worker_is_not_ready_on_its_last_runs_ready_line(tmp_path: Path) -> None:
+    """Worker logs are appended to: only a "ready." stamped after this start counts."""
+    import time
+
+    log = tmp_path / "airflow-worker-1.log"
+    log.write_text("2026-12-06T16:52:10.064546Z [info     ] worker-1@vm ready.       [celery.apps.worker]\n"
+                   "2026-12-06T17:10:00.000000Z [info     ] Task execute_workload succeeded\n")
+    started = time.time()
+    assert not airflow.worker_ready(log, since=started)
+    assert airflow.worker_ready(log, since=dt_epoch("2026-12-06T16:52:09Z"))
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(started + 2))
+    with log.open("a") as out:
+        out.write(f"{now} [info     ] worker-1@vm ready.       [celery.apps.worker]\n")
+    assert airflow.worker_ready(log, since=started)
+    assert not airflow.worker_ready(tmp_path / "missing.log", since=started)
+
+
+def dt_epoch(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
