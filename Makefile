@@ -27,7 +27,7 @@ PIP_NET := --timeout 30 --retries 2
 # cpu.py is the benchmarks' CPU sampler; sizing.py reads their results (run last by `make bench`)
 BENCHES := $(patsubst benchmarks/%.py,%,$(filter-out benchmarks/__init__.py benchmarks/common.py benchmarks/cpu.py benchmarks/sizing.py,$(wildcard benchmarks/*.py)))
 
-.PHONY: bootstrap system-deps demo test test-fast lint typecheck bench lock clean
+.PHONY: bootstrap system-deps demo test test-fast lint typecheck bench lock clean reliability-full
 
 bootstrap: system-deps $(STAMP) $(TRITON_STAMP) $(INFRA_STAMP)
 
@@ -81,7 +81,15 @@ test: bootstrap
 	$(VENV)/bin/ruff check pipelines dags tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+	RADFLOW_KILL_TRIALS=2 $(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder \
+		--durations=40
+
+# The reliability suite's full runs (docs/reliability.md): 5,000 mutated DICOM files through
+# ingest (tests/reliability/test_fuzz_dicom.py; `make test` runs 100 of them) and 10 seeded
+# kill -9 trials of each command (tests/reliability/test_kill_trials.py; `make test` runs 2).
+reliability-full: bootstrap
+	RADFLOW_FUZZ_FILES=5000 $(VENV)/bin/python -m pytest --timeout 0 tests/reliability/test_fuzz_dicom.py
+	RADFLOW_KILL_TRIALS=10 $(VENV)/bin/python -m pytest --timeout 0 tests/reliability/test_kill_trials.py
 
 test-fast: bootstrap
 	$(VENV)/bin/python -m pytest -m "not integration"

@@ -19,6 +19,9 @@ evaluated on the frozen test split beside the base as is and the champion, and g
 monitoring reference the nights will be compared with (its validation exams, seen by its
 ONNX file). Promotion is a separate, human step (`deploy_mammo_model`).
 
+Clearing a run (or a retry after the version was registered) trains nothing again: the
+version is tagged with its run (`airflow_run`), and the cleared run takes it up.
+
 Failures: a data contract violation fails the run without retry (fix the data, rerun);
 Orthanc or MLflow being down is retried with exponential backoff; a failed task notifies.
 """
@@ -82,10 +85,11 @@ def retrain_mammo_model() -> None:
 
     @task(pool="training", queue="gpu", execution_timeout=training_timeout())
     def train_challenger(dataset: dict) -> dict:
-        from pipelines.orchestration.tasks import call_stage
+        from pipelines.orchestration.tasks import call_stage, run_key
         from pipelines.training import run
 
-        return call_stage(run.run, base=get_current_context()["params"]["base"] or None)
+        context = get_current_context()
+        return call_stage(run.run, base=context["params"]["base"] or None, run_key=run_key(context))
 
     @task(outlets=[CHALLENGER_MAMMO_MODEL])
     def build_monitoring_reference(trained: dict) -> dict:

@@ -476,8 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RadflowError as exc:
         out, code = {"error": str(exc), "type": type(exc).__name__}, 1
     except Exception as exc:  # a bug or an unforeseen failure: still one JSON object, exit 1
-        logging.getLogger("radflow").exception("radflow %s failed unexpectedly", args.command)
-        out, code = {"error": f"{type(exc).__name__}: {exc}", "type": type(exc).__name__}, 1
+        from pipelines.db import unavailable
+
+        if (outage := unavailable(exc)) is not None:  # a restart or a network cut: retry
+            logging.getLogger("radflow").error("radflow %s: %s", args.command, outage)
+            out, code = {"error": str(outage), "type": type(outage).__name__}, 1
+        else:
+            logging.getLogger("radflow").exception("radflow %s failed unexpectedly", args.command)
+            out, code = {"error": f"{type(exc).__name__}: {exc}", "type": type(exc).__name__}, 1
     if args.json:
         print(json.dumps(out, default=str))
     elif code:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
     from sqlalchemy.engine import Connection, Engine
 
+    from pipelines.errors import DatabaseUnavailable
+
 metadata = sa.MetaData()
 
 # The re-identification key. It lives here, in the hospital database, never in the lake.
@@ -538,3 +540,40 @@ def upsert(
 def redacted_url(url: str) -> str:
     """The database URL without its password (safe to print and log)."""
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+# SQLSTATEs of a PostgreSQL server going away: admin_shutdown (a restart, pg_terminate_backend),
+# crash_shutdown, cannot_connect_now (starting up or shutting down); psycopg2 gives none
+# (None) for a refused or dropped connection.
+_GONE = (None, "57P01", "57P02", "57P03")
+
+
+def _gone(exc: BaseException) -> bool:
+    """Whether a database error is the server unreachable or ending the session."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "pgcode", "none")  # psycopg2's errors have one (maybe None); SQLite's not
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) and code in _GONE
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """DatabaseUnavailable naming the results database (its URL without the password) when
+    `exc`, or an error it arose from, means the server could not be reached or ended the
+    session; else None (an answer: a constraint, bad data, a bug)."""
+    from pipelines.config import get_settings
+    from pipelines.errors import DatabaseUnavailable
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; bounded all the same
+        if seen is None:
+            return None
+        if _gone(seen):
+            url = sa.engine.make_url(get_settings().db_url)
+            server = "PostgreSQL" if url.get_backend_name() == "postgresql" else url.get_backend_name()
+            detail = (str(getattr(seen, "orig", "")).strip().splitlines() or [type(seen).__name__])[0]
+            return DatabaseUnavailable(f"the results database ({server} at {redacted_url(str(url))}) did "
+                                       f"not answer or ended the session: {detail}")
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -3,8 +3,11 @@
 TransientError: the world may be different on the next try (a service down, a lock held).
 PermanentError: the same input will fail the same way (bad data, a refused promotion).
 The orchestration layer maps PermanentError to AirflowFailException; the CLI prints the
-message in the JSON object's "error" field and exits 1.
+message in the JSON object's "error" field and exits 1. `origin` and `described` put an
+unforeseen exception into a reason without quoting the input.
 """
+
+import functools
 
 
 class RadflowError(Exception):
@@ -35,8 +38,18 @@ class MlflowUnavailable(ServiceUnavailable):
     """The MLflow tracking server did not answer."""
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The results database did not answer, or ended the session (a restart, a network cut):
+    the open transaction rolled back whole."""
+
+
 class LockHeld(TransientError):
     """Another run of the same stage holds its lock."""
+
+
+class DiskFull(TransientError):
+    """A file system radflow writes to is full (ENOSPC) or over quota (EDQUOT); the message
+    names the path. Nothing was published: a rerun once space is freed completes."""
 
 
 class StackError(PermanentError):
@@ -49,6 +62,11 @@ class DataContractViolation(PermanentError):
 
 class InvalidStudy(PermanentError):
     """A study or instance cannot be used (wrong modality, missing view, bad pixels)."""
+
+
+class UnforeseenInput(InvalidStudy):
+    """Input that made radflow raise an exception none of its checks foresaw: refused
+    naming the step and attribute, and a bug to fix (with the check it was missing)."""
 
 
 class PhiDetected(PermanentError):
@@ -101,3 +119,66 @@ class DvcError(PermanentError):
 
 class MisusedApi(PermanentError):
     """radflow code called a function outside its contract (a bug, not bad data): no retry helps."""
+
+
+def origin(exc: BaseException) -> str:
+    """Where an exception was raised, for a reason or a log line (no input value appears in
+    it): the innermost library function that raised it and the innermost radflow function
+    that called it, "pydicom.pixels.processing.apply_modality_lut via
+    pipelines.imaging.preprocess.display_pixels"."""
+    import traceback
+
+    ours, theirs = "", ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = frame.filename.replace("\\", "/")
+        if not ours and "/pipelines/" in path:
+            ours = _function(path[path.rindex("/pipelines/") + 1:], frame.name)
+        elif not ours and not theirs and not path.endswith(_ACCESSORS):
+            module = path.split("site-packages/")[-1] if "site-packages/" in path else path.rsplit("/", 1)[-1]
+            theirs = _function(module, frame.name)
+    return " via ".join(p for p in (theirs, ours) if p) or "unknown"
+
+
+# pydicom's attribute access and context managers: the function that asked says more
+_ACCESSORS = ("pydicom/dataset.py", "pydicom/dataelem.py", "contextlib.py")
+
+
+def _function(module_path: str, name: str) -> str:
+    return f"{module_path.removesuffix('.py').replace('/', '.')}.{name}"
+
+
+def described(exc: BaseException, limit: int = 160) -> str:
+    """An exception's type and text for a reason, its quoted values masked: a library's
+    message may quote a value of the input ("... value 'DOE^JANE' ..."), never kept here;
+    a quoted DICOM keyword or attribute name ('Pixel Data') stays."""
+    import re
+
+    def mask(found: re.Match[str]) -> str:
+        return found.group(0) if _is_attribute_name(found.group(2)) else f"{found.group(1)}…{found.group(1)}"
+
+    text = re.sub(r"(['\"])(.*?)\1", mask, " ".join(str(exc).split()))
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_attribute_name(text: str) -> bool:
+    return text in _attribute_names()
+
+
+@functools.cache
+def _attribute_names() -> frozenset[str]:
+    """Every DICOM keyword and attribute name pydicom knows ("PixelData", "Pixel Data")."""
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(name for entry in DicomDictionary.values() for name in (entry[2], entry[4]))
+
+
+def code_string(value: object) -> str:
+    """A coded value (DICOM CS: Modality, ViewPosition...) as a reason shows it: itself when
+    it is one (1 to 16 capitals, digits, spaces or underscores), else what it is not."""
+    import re
+
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return "missing"
+    return text if re.fullmatch(r"[A-Z0-9 _]{1,16}", text) else "(not a code string)"

@@ -7,6 +7,8 @@ they are tagged with is exactly the data they saw.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 
 import numpy as np
@@ -36,15 +38,27 @@ def published_version(name: str = "mammo") -> str | None:
 def load(name: str = "mammo") -> FrozenDataset:
     """The published version of dataset `name`, split into train / val / test frames.
 
+    A build swaps the dataset's files in before it records their version: files that are
+    not the recorded version's (the manifest's SHA-256 differs) are refused, never labelled
+    with the version before them.
+
     Raises:
-        NoTrainingData: the dataset has not been built yet.
+        NoTrainingData: the dataset has not been built yet, or its files are not those of its
+            recorded version (a build was killed before recording its own, or is publishing).
     """
-    folder, version = dataset_dir(name), published_version(name)
-    if version is None or not (folder / MANIFEST).exists():
+    folder, path = dataset_dir(name), version_file(name)
+    if not path.exists() or not (folder / MANIFEST).exists():
         raise NoTrainingData(f"no dataset {name!r}: run `radflow build-dataset` first")
-    rows = pd.read_parquet(folder / MANIFEST)
+    info = json.loads(path.read_text())
+    version, manifest = str(info["version"]), (folder / MANIFEST).read_bytes()
+    recorded = info.get("manifest_sha256")  # absent from the records of older builds
+    if recorded and hashlib.sha256(manifest).hexdigest() != recorded:
+        raise NoTrainingData(f"dataset {name!r}: its files are not those of its recorded version "
+                             f"{version[:12]} (a build was interrupted before recording its own, or "
+                             "is publishing now): run `radflow build-dataset`")
+    rows = pd.read_parquet(io.BytesIO(manifest))
     rows["image_path"] = [str(folder / f) for f in rows.image_file]
-    contract = str(json.loads(version_file(name).read_text()).get("contract", ""))
+    contract = str(info.get("contract", ""))
     splits = {s: rows[rows.split == s].sort_values(["exam_id", "view"]).reset_index(drop=True)
               for s in SPLITS}
     return FrozenDataset(name=name, version=version, contract=contract, splits=splits)

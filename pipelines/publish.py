@@ -19,12 +19,17 @@ behind is hidden, never at the target's path; `publish_linked_dir` removes it on
 publish of the same target, and callers of `publish_dir` that pass `staging_root` clear
 that folder themselves (e.g. `pipelines.ingest.lake.clear_staging`).
 
+A full file system (ENOSPC, or EDQUOT over a quota) met by any of them raises `DiskFull`
+naming the path being written and its file system, after the temporary or staging files
+are removed: nothing half-written is published, and the target is left as it was.
+
 The promise covers a crashed or killed process, not a power cut: nothing is fsync-ed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -32,7 +37,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pipelines.errors import DiskFull
+
 STAGING_PREFIX = ".staging-"
+FULL_ERRNOS = {errno.ENOSPC: "ENOSPC", errno.EDQUOT: "EDQUOT"}
 
 
 def _token() -> str:
@@ -45,6 +53,36 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
     else:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the file system `path` is (or would be) on."""
+    here = path.absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    while not os.path.ismount(here) and here != here.parent:
+        here = here.parent
+    return here
+
+
+@contextlib.contextmanager
+def disk_full_named(path: Path, publishing: Path | None = None) -> Iterator[None]:
+    """Raise `DiskFull` naming `path` (and the `publishing` target) for a full file system
+    met in the block; any other error passes unchanged.
+
+    Raises:
+        DiskFull: an OSError with errno ENOSPC or EDQUOT was raised in the block.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in FULL_ERRNOS:
+            raise
+        target = f" to publish {publishing}" if publishing is not None and publishing != path else ""
+        raise DiskFull(
+            f"disk full ({FULL_ERRNOS[exc.errno]}: {os.strerror(exc.errno)}) writing {path}{target}, "
+            f"on the file system mounted at {_mount_point(path)}: nothing was published; free "
+            "space there, then rerun") from exc
 
 
 def write_file(path: Path, write: Callable[[Path], object], *, mode: int | None = None) -> Path:
@@ -66,19 +104,21 @@ def write_file(path: Path, write: Callable[[Path], object], *, mode: int | None 
         `path`.
 
     Raises:
+        DiskFull: the file system of `path` is full.
         Whatever `write` raises, or OSError from the rename; the temporary file is removed
         then and `path` is left as it was (absent, or the previous version).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{_token()}.tmp")
-    try:
-        write(tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with disk_full_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write(tmp)
+            if mode is not None:
+                os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return path
 
 
@@ -116,23 +156,26 @@ def publish_dir(target: Path, *, staging_root: Path | None = None,
         The staging folder, to fill with the new version's content.
 
     Raises:
+        DiskFull: the staging folder's file system filled (in the block or the swap).
         Whatever the block raises, or OSError from the swap; the staging folder is
         deleted then and `target` is left as it was.
     """
     root = target.parent if staging_root is None else staging_root
     token = _token()
     staging = root / f"{prefix}{token}"
-    staging.mkdir(parents=True)
+    with disk_full_named(staging, target):
+        staging.mkdir(parents=True)
     try:
-        yield staging
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() or target.is_symlink():
-            trash = root / f"{prefix}old-{token}"
-            os.replace(target, trash)
-            os.replace(staging, target)
-            _remove(trash)
-        else:
-            os.replace(staging, target)
+        with disk_full_named(staging, target):
+            yield staging
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() or target.is_symlink():
+                trash = root / f"{prefix}old-{token}"
+                os.replace(target, trash)
+                os.replace(staging, target)
+                _remove(trash)
+            else:
+                os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after a swap there is nothing left here
 
@@ -155,16 +198,19 @@ def publish_linked_dir(target: Path) -> Iterator[Path]:
         The new version folder, to fill.
 
     Raises:
+        DiskFull: the target's file system filled (in the block or the swap).
         Whatever the block raises, or OSError from the swap; the version folder is
         deleted then and `target` still shows the previous version.
     """
     parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    with disk_full_named(target):
+        parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     try:
-        yield staged
-        staged.chmod(0o755)  # mkdtemp makes it private; published folders are served read-only
-        _relink(target, staged)
+        with disk_full_named(staged, target):
+            yield staged
+            staged.chmod(0o755)  # mkdtemp makes it private; published folders are served read-only
+            _relink(target, staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from pipelines.config import PROJECT_DIR, get_settings
 from pipelines.errors import MlflowUnavailable, RegistryError
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
 QUIET_MLFLOW = {
     "MLFLOW_DISABLE_TELEMETRY": "true",  # no calls home from a hospital network
@@ -101,13 +104,66 @@ def _probe(uri: str) -> None:
         raise MlflowUnavailable(f"MLflow tracking server at {uri} did not answer: {exc}") from exc
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether an MLflow client error means the server was not reached: the connection
+    refused or dropped, a timeout, or errors still after the client's retries. MLflow raises
+    its generic MlflowException for these as for an answer ("does not exist"), the transport
+    error only as its cause or context."""
+    import requests
+
+    transport = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                 requests.exceptions.RetryError, requests.exceptions.ChunkedEncodingError)
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; bounded all the same
+        if seen is None:
+            return False
+        if isinstance(seen, transport):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def unavailable(exc: BaseException, what: str) -> MlflowUnavailable | None:
+    """MlflowUnavailable naming the server and what could not be done, when `exc` means the
+    server was not reached (`unreachable`); else None."""
+    if not unreachable(exc):
+        return None
+    return MlflowUnavailable(f"MLflow tracking server at {get_settings().mlflow_uri} did not answer "
+                             f"({what}): {str(exc)[:300]}")
+
+
+def reaching_mlflow(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A stage function whose MLflow calls, when the server cannot be reached, raise
+    MlflowUnavailable (a TransientError: the orchestrator retries) naming `what`, instead of
+    the generic MlflowException, which neither names the service nor says a retry may help."""
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return fn(*args, **kwargs)
+            except MlflowException as exc:
+                if (outage := unavailable(exc, what)) is not None:
+                    raise outage from exc
+                raise
+        return wrapper
+    return decorate
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version holding `alias`, or None when no version holds it."""
+    """The version holding `alias`, or None when no version holds it.
+
+    Raises:
+        MlflowUnavailable: the server was not reached (it never means "no version").
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if (outage := unavailable(exc, f"the version of {name}@{alias}")) is not None:
+            raise outage from exc
         return None
 
 

@@ -48,9 +48,10 @@ redis_server = _load_sibling("redis_server")
 # two pytest workers that take whole files in collection order, so these start first and
 # the many short files fill in around them, instead of one long file running alone at the end.
 LONGEST_FIRST = (
-    "integration/test_e2e_dags.py", "integration/test_pipeline.py", "integration/test_monitoring_drift.py",
-    "integration/test_scheduler.py", "integration/test_chest_loop.py", "integration/test_promotion.py",
-    "integration/test_hospital_pacs.py",
+    "integration/test_e2e_dags.py", "integration/test_pipeline.py", "reliability/test_kill_trials.py",
+    "reliability/test_outages.py", "integration/test_monitoring_drift.py", "integration/test_scheduler.py",
+    "reliability/test_concurrency.py", "reliability/test_disk_full.py", "integration/test_chest_loop.py",
+    "integration/test_promotion.py", "integration/test_hospital_pacs.py",
 )
 
 
@@ -60,6 +61,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
 
     items.sort(key=rank)  # stable: the order within a file, and of the other files, stays
+
+
+_SESSION_START = __import__("time").time()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """docs/reliability.md rendered again, once (by xdist's controller or a plain run), when
+    a reliability check of this session recorded its figures (tests/reliability/figures.py)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.reliability.figures import FIGURES, write_page
+
+    if any(p.stat().st_mtime >= _SESSION_START for p in FIGURES.glob("*.json")):
+        write_page()
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
 from pipelines.errors import DvcError
+from pipelines.processes import run_tied
 
 log = logging.getLogger(__name__)
 REMOTE = "default"
@@ -25,10 +25,11 @@ DVCIGNORE = ".staging-*\n*.version.json\n"
 
 
 def dvc(repo: Path, *args: str) -> str:
-    """Run `dvc <args>` in `repo`; its stdout."""
+    """Run `dvc <args>` in `repo`; its stdout. The DVC process dies with this one, even
+    a SIGKILLed one: it never runs on beside (or holds DVC's lock against) the rerun."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    proc = run_tied([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
+                    capture_output=True, text=True, timeout=TIMEOUT_S)
     if proc.returncode != 0:
         raise DvcError(f"dvc {' '.join(args)} failed in {repo}: {proc.stderr.strip()[-2000:]}")
     return proc.stdout
@@ -63,11 +64,19 @@ def tracked_hash(dvc_file: Path) -> str:
 
 
 def _remote_url(repo: Path) -> str | None:
-    """The default remote's URL, read from `.dvc/config` (no DVC process needed)."""
+    """The default remote's URL, read from `.dvc/config` (no DVC process needed).
+
+    DVC writes the section as `['remote "default"']` (configobj quotes a name holding double
+    quotes) and configparser keeps those quotes in the name: both spellings are looked up.
+    Reading only the unquoted one found no remote, and every build ran `dvc remote add` again.
+    """
     import configparser
 
     config = configparser.ConfigParser()
     config.read(repo / ".dvc" / "config")
     if config.get("core", "remote", fallback=None) != REMOTE:
         return None
-    return config.get(f'remote "{REMOTE}"', "url", fallback=None)
+    for section in (f'remote "{REMOTE}"', f"'remote \"{REMOTE}\"'"):
+        if config.has_section(section):
+            return config.get(section, "url", fallback=None)
+    return None

@@ -10,8 +10,10 @@ The DVC hash of the folder is the dataset version every training run is tagged w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,27 @@ from pipelines.publish import publish_dir, write_text
 from pipelines.tasks import get_task
 
 log = logging.getLogger(__name__)
+# What builds of datasets before named staging folders by dataset left (`.staging-<token>`,
+# `.staging-old-<token>`): no build stages under such a name any more, so any is a leftover.
+_UNNAMED_STAGING = re.compile(r"\.staging-(old-)?[0-9a-f]{8}")
+
+
+def staging_prefix(name: str) -> str:
+    """How a build of dataset `name` names its staging folder beside the datasets (and the
+    replaced version on its way out): `.staging-<name>.<token>`, `.staging-<name>.old-<token>`
+    (`.dvcignore` leaves them out of every dataset)."""
+    return f".staging-{name}."
+
+
+def clear_staging(root: Path, name: str) -> int:
+    """Remove what an interrupted build of dataset `name` left in `root` (a partial copy, or
+    the replaced version), and unnamed leftovers of older builds; returns how many. Call it
+    with the build's lock held: the staging folders of other datasets' builds stay."""
+    leftovers = [p for p in root.glob(".staging-*") if p.is_dir() and (
+        p.name.startswith(staging_prefix(name)) or _UNNAMED_STAGING.fullmatch(p.name))]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(leftovers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +90,7 @@ class DatasetResult(StageResult):
     left_out_exams: int
     split_exams: dict[str, int]
     split_positive_exams: dict[str, int]
+    manifest_sha256: str  # of the published manifest.parquet: frozen.load checks the files against it
 
 
 def load_labelled_manifest(modality: str = "MG") -> tuple[pd.DataFrame, int]:
@@ -127,6 +151,9 @@ def run(params: DatasetParams | None = None, task: str = "mammo", **overrides: A
     name = definition.dataset
     root, remote = datasets_root(), params.remote or str(default_remote())
     with stage_lock(f"build_dataset-{name}"):
+        if root.is_dir() and (cleared := clear_staging(root, name)):
+            log.warning("build_dataset: removed %d staging leftovers of an interrupted build of %s",
+                        cleared, name)
         frame, left_out = load_labelled_manifest(definition.modality)
         if frame.empty:
             raise NoTrainingData(f"the manifest has no fully labelled {definition.modality} exam of task "
@@ -135,17 +162,20 @@ def run(params: DatasetParams | None = None, task: str = "mammo", **overrides: A
         final = dataset_dir(name)
         before = previous_splits(final)
         splits = assign_splits(patient_strata(frame), before, params.fractions, params.seed)
-        # staged as <root>/.staging-<token>, which .dvcignore leaves out; swapped in only
-        # when the contract holds, so a violation publishes nothing
-        with publish_dir(final) as staging:
+        # staged as <root>/.staging-<name>.<token>, which .dvcignore leaves out; swapped in
+        # only when the contract holds, so a violation publishes nothing
+        with publish_dir(final, prefix=staging_prefix(name)) as staging:
             manifest = stage_dataset(frame, splits, staging)
             contract = load_contract(contract_path(definition.dataset_contract))
             report = enforce(manifest, contract)
+            digest = hashlib.sha256((staging / MANIFEST).read_bytes()).hexdigest()
         version = dvc.add(root, name)
         dvc.push(root, name)
-    result = _result(name, manifest, splits, before, version, remote, report.suite,
-                     report.data_docs, left_out)
-    write_text(version_file(name), json.dumps(result.as_json(), indent=2, default=str))
+        result = _result(name, manifest, splits, before, version, remote, report.suite,
+                         report.data_docs, left_out, digest)
+        # last, and under the lock: until this file names the new version (and its manifest's
+        # hash), frozen.load refuses the new files rather than label them with the old version
+        write_text(version_file(name), json.dumps(result.as_json(), indent=2, default=str))
     log.info("build_dataset: %s version %s, %d exams (%s)", name, version, result.exams,
              result.split_exams)
     return result
@@ -153,7 +183,7 @@ def run(params: DatasetParams | None = None, task: str = "mammo", **overrides: A
 
 def _result(name: str, manifest: pd.DataFrame, splits: dict[str, str],
             before: dict[str, str], version: str, remote: str, contract: str,
-            data_docs: str | None, left_out: int) -> DatasetResult:
+            data_docs: str | None, left_out: int, manifest_sha256: str) -> DatasetResult:
     exams = manifest.groupby(["split", "exam_id"]).label.max().reset_index()
     folder = dataset_dir(name)
     return DatasetResult(
@@ -165,4 +195,5 @@ def _result(name: str, manifest: pd.DataFrame, splits: dict[str, str],
         left_out_exams=left_out,
         split_exams={s: int((exams.split == s).sum()) for s in SPLITS},
         split_positive_exams={s: int(exams[exams.split == s].label.sum()) for s in SPLITS},
+        manifest_sha256=manifest_sha256,
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.deid import profile as p
 from pipelines.deid.keys import PseudonymKeys
+from pipelines.errors import InvalidStudy
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -59,7 +60,10 @@ def deidentify(
             pseudonyms and the date offset on), or a UID is longer than DICOM allows.
     """
     original_patient = str(ds.get("PatientID", "") or "").strip()
-    pseudonym = keys.patient_id(original_patient)
+    try:
+        pseudonym = keys.patient_id(original_patient)
+    except InvalidStudy as exc:
+        raise InvalidStudy(f"PatientID: {exc}") from exc
     ctx = _Context(keys, keys.date_offset_days(original_patient), retain_patient_characteristics)
     out = copy.deepcopy(ds)
     _clean(out, ctx)
@@ -86,7 +90,10 @@ def _clean(ds: Dataset, ctx: _Context) -> None:
         elif op == p.DUMMY:
             elem.value = dummy_value(elem.VR)
         elif op == p.NEW_UID:
-            _map_values(elem, ctx.keys.uid)
+            try:
+                _map_values(elem, ctx.keys.uid)
+            except InvalidStudy as exc:  # a UID too long to be one: name the attribute
+                raise InvalidStudy(f"{elem.keyword or elem.tag}: {exc}") from exc
         elif op == p.PSEUDONYM:
             _map_values(elem, ctx.keys.patient_id)
         elif op == p.SHIFT:
@@ -156,18 +163,26 @@ def _record_method(ds: Dataset, pseudonym: str, retain_patient_characteristics: 
     if pixels_cleaned:
         codes.append(p.CLEAN_PIXEL_CODE)
         text.append(p.CLEAN_PIXEL_CODE[1])
-        ds.BurnedInAnnotation = "NO"
+        if "BurnedInAnnotation" in ds:
+            del ds.BurnedInAnnotation
+        ds.add_new("BurnedInAnnotation", "CS", "NO")
     items = []
     for value, meaning in codes:
         item = Dataset()
         item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
         items.append(item)
-    ds.PatientID = pseudonym
-    ds.PatientName = pseudonym
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = text
-    ds.DeidentificationMethodCodeSequence = items
-    ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    # written anew with their own VRs: an original element of the same tag may have another
+    # (a DeidentificationMethodCodeSequence read as UL cannot take a sequence)
+    written: tuple[tuple[str, str, Any], ...] = (
+        ("PatientID", "LO", pseudonym), ("PatientName", "PN", pseudonym),
+        ("PatientIdentityRemoved", "CS", "YES"), ("DeidentificationMethod", "LO", text),
+        ("DeidentificationMethodCodeSequence", "SQ", items),
+        ("LongitudinalTemporalInformationModified", "CS", "MODIFIED"),
+    )
+    for keyword, vr, value in written:
+        if keyword in ds:
+            del ds[keyword]
+        ds.add_new(keyword, vr, value)
 
 
 def without_pixel_data(ds: Dataset) -> Dataset:

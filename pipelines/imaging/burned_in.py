@@ -83,8 +83,8 @@ def body_mask(work: np.ndarray, bright: float) -> np.ndarray:
     air = otsu_threshold(dark) if dark.size else bright
     above = ndimage.binary_opening(work > air, structure=np.ones((3, 3), dtype=bool))
     labels, count = ndimage.label(above)
-    if count == 0:
-        return np.zeros_like(above)
+    if count == 0:  # at `work`'s resolution too (a half-size mask failed the caller's `&`)
+        return np.zeros(full, dtype=bool)
     biggest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
     body = np.asarray(ndimage.binary_fill_holes(labels == biggest))
     return body.repeat(2, axis=0).repeat(2, axis=1)[:full[0], :full[1]]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.errors import InvalidStudy
+from pipelines.errors import InvalidStudy, described
 from pipelines.processes import die_with_parent
 
 if TYPE_CHECKING:
@@ -82,6 +82,42 @@ def pixel_module(ds: Dataset) -> Dataset:
     return out
 
 
+# The Image Pixel module's integers pydicom decodes with (each one value), and their range.
+PIXEL_INTEGERS = {"Rows": (1, 65535), "Columns": (1, 65535), "BitsAllocated": (1, 64),
+                  "BitsStored": (1, 64), "SamplesPerPixel": (1, 3), "PixelRepresentation": (0, 1)}
+OPTIONAL_PIXEL_INTEGERS = {"HighBit": (0, 63), "PlanarConfiguration": (0, 1),
+                           "NumberOfFrames": (1, 2**31 - 1)}
+
+
+def check_pixel_module(ds: Dataset) -> None:
+    """The attributes decoding needs are there, each one integer in its range.
+
+    pydicom's decoders fail on a missing or malformed one with messages of every type; this
+    names the attribute first.
+
+    Raises:
+        InvalidStudy: pixel data missing or empty, or an attribute missing, not one
+            integer, out of its range, or BitsStored above BitsAllocated (named).
+    """
+    why = ""
+    if not any(ds.get(k) for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        why = "PixelData missing or empty"
+    for keyword, (low, high) in (PIXEL_INTEGERS | OPTIONAL_PIXEL_INTEGERS).items():
+        value = ds.get(keyword)
+        if why:
+            break
+        if value is None or value == "":
+            why = f"{keyword} missing" if keyword in PIXEL_INTEGERS else ""
+        elif not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            why = f"{keyword} must be one integer from {low} to {high}"
+    if not why and int(ds.BitsStored) > int(ds.BitsAllocated):
+        why = "BitsStored exceeds BitsAllocated"
+    if not why and not str(ds.get("PhotometricInterpretation", "") or "").strip():
+        why = "PhotometricInterpretation missing"
+    if why:
+        raise InvalidStudy(_failed(ds, f"{why} (Image Pixel module)"))
+
+
 def transfer_syntax(ds: Dataset) -> str:
     """The transfer syntax UID of a dataset read from a file, or "unknown"."""
     return str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown") or "unknown")
@@ -110,18 +146,24 @@ def decode(ds: Dataset, decoder: Decoder = pixel_array) -> np.ndarray:
     """Decode in this process (training, serving, tests).
 
     Raises:
-        InvalidStudy: the decoder failed; the message names the transfer syntax.
+        InvalidStudy: the pixel module is malformed (`check_pixel_module`), or the decoder
+            failed; the message names the attribute or the transfer syntax.
     """
+    check_pixel_module(ds)
     try:
         return decoder(ds)
-    except Exception as exc:  # pydicom and its plugins raise many types for bad pixel data
-        raise InvalidStudy(_failed(ds, f"{type(exc).__name__}: {exc}")) from exc
+    except _DECODER_ERRORS as exc:  # pydicom and its plugins raise many types for bad pixel data
+        if isinstance(exc, _NOT_DECODER_ERRORS):
+            raise
+        raise InvalidStudy(_failed(ds, described(exc))) from exc
 
 
 def is_native(ds: Dataset) -> bool:
     """Whether the pixel data is stored uncompressed (no codec runs to decode it)."""
+    from pydicom.uid import UID
+
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    return syntax is not None and syntax.is_transfer_syntax and not syntax.is_encapsulated
+    return isinstance(syntax, UID) and syntax.is_transfer_syntax and not syntax.is_encapsulated
 
 
 def block_mean(arr: np.ndarray, min_rows: int) -> np.ndarray:
@@ -161,7 +203,8 @@ def decode_reduced(ds: Dataset, min_rows: int, timeout_s: float | None = None,
         decoder: a module-level (picklable) function from dataset to stored pixels.
 
     Raises:
-        InvalidStudy: the decoder raised, crashed, or overran the limit.
+        InvalidStudy: the pixel module is malformed (`check_pixel_module`), or the decoder
+            raised, crashed, or overran the limit.
     """
     if timeout_s is None or is_native(ds):
         return block_mean(decode(ds, decoder), min_rows)
@@ -180,8 +223,10 @@ def decode_with_timeout(ds: Dataset, timeout_s: float, decoder: Decoder = pixel_
         What `decoder` returned.
 
     Raises:
-        InvalidStudy: the decoder raised, crashed the child, or overran the limit.
+        InvalidStudy: the pixel module is malformed (`check_pixel_module`), or the decoder
+            raised, crashed the child, or overran the limit.
     """
+    check_pixel_module(ds)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     receiver, sender = ctx.Pipe(duplex=False)
@@ -220,14 +265,22 @@ def _child(decoder: Decoder, ds: Dataset, sender: Connection) -> None:
     die_with_parent()  # a hanging codec must not outlive a killed ingest
     try:
         result: tuple[str, Any] = ("ok", decoder(ds))
-    except Exception as exc:
-        result = ("error", f"{type(exc).__name__}: {exc}")
+    except _DECODER_ERRORS as exc:
+        if isinstance(exc, _NOT_DECODER_ERRORS):
+            raise
+        result = ("error", described(exc))
     sender.send(result)
     sender.close()
 
 
+# A codec written in Rust (pylibjpeg-rle) panics on some malformed frames: pyo3 raises its
+# PanicException, a BaseException. Every exception of a decoder is a refusal, but these.
+_DECODER_ERRORS = BaseException
+_NOT_DECODER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 def _failed(ds: Dataset, why: str) -> str:
-    return f"pixel data cannot be decoded (transfer syntax {transfer_syntax(ds)}): {why}"
+    return f"PixelData cannot be decoded (transfer syntax {transfer_syntax(ds)}): {why}"
 
 
 def _exit_reason(code: int | None) -> str:

@@ -42,7 +42,8 @@ def display_pixels(ds: Dataset, raw: np.ndarray | None = None) -> np.ndarray:
     if raw is None:
         raw = decode(ds)
     if raw.ndim != 2:
-        raise InvalidStudy(f"expected a single-frame 2-D image, got shape {raw.shape}")
+        raise InvalidStudy(f"expected a single-frame 2-D image (NumberOfFrames 1, SamplesPerPixel 1), "
+                           f"got shape {raw.shape}")
     arr = apply_modality_lut(raw, ds)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         arr = apply_voi_lut(arr, ds, prefer_lut=True)

@@ -39,6 +39,8 @@ REQUIRED = ("PhotometricInterpretation", "BitsStored", "PixelRepresentation")
 CODES = {"PhotometricInterpretation": ("MONOCHROME1", "MONOCHROME2"),
          "VOILUTFunction": ("LINEAR", "LINEAR_EXACT", "SIGMOID")}
 LUT_KEYS = ("LUTDescriptor", "LUTData")
+# Applied as one number (the window attributes may hold several; the first is applied).
+SINGLE_VALUED = ("RescaleSlope", "RescaleIntercept")
 INT32 = np.iinfo(np.int32)
 
 
@@ -76,11 +78,35 @@ def serving_request(ds: Dataset, laterality: str, height: int, *,
     """
     raw = stored_pixels(ds, height, decode_timeout_s=decode_timeout_s)
     if raw.ndim != 2 or raw.dtype.kind not in "iu":
-        raise InvalidStudy(f"expected a single-frame 2-D image of integers, got {raw.dtype} {raw.shape}")
+        raise InvalidStudy(f"expected a single-frame 2-D image of integers (NumberOfFrames 1, "
+                           f"SamplesPerPixel 1), got {raw.dtype} {raw.shape}")
     if raw.size and (int(raw.min()) < INT32.min or int(raw.max()) > INT32.max):
         raise InvalidStudy(f"stored pixel values of {raw.dtype} exceed the int32 range")
-    attributes = check_attributes({k: _plain(ds, k) for k in DISPLAY_ATTRIBUTES if k in ds})
-    return StoredView(raw.astype(np.int32), attributes, chest_wall_is_right(ds, laterality))
+    return StoredView(raw.astype(np.int32), display_attributes(ds), chest_wall_is_right(ds, laterality))
+
+
+def display_attributes(ds: Dataset) -> dict[str, Any]:
+    """What the display step reads of `ds` (DISPLAY_ATTRIBUTES), as JSON-ready values, checked.
+
+    Ingest displays `dataset_from` these too, so that a view is displayed from the same
+    checked values in ingest, training and on Triton.
+
+    Raises:
+        InvalidStudy: an attribute cannot be read as its kind, or is invalid (see
+            `check_attributes`); the message names it, never its value.
+    """
+    plain: dict[str, Any] = {}
+    for keyword in DISPLAY_ATTRIBUTES:
+        if keyword not in ds:
+            continue
+        try:
+            plain[keyword] = _plain(ds, keyword)
+        except InvalidStudy:
+            raise
+        except Exception as exc:  # a value pydicom kept as read (WARN mode): str, bytes, lists
+            raise InvalidStudy(f"{keyword} cannot be read as {DISPLAY_ATTRIBUTES[keyword]} "
+                               f"({type(exc).__name__})") from exc
+    return check_attributes(plain)
 
 
 def model_input_from_stored(pixels: np.ndarray, attributes: dict[str, Any], mirror: bool,
@@ -131,12 +157,53 @@ def check_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
             raise InvalidStudy(f"{keyword} must be an integer")
         if vr == "DS" and not _numbers(value):
             raise InvalidStudy(f"{keyword} must be a finite number or a list of them")
-        if vr == "SQ" and not (isinstance(value, list) and all(
-                isinstance(item, dict) and set(item) <= set(LUT_KEYS) and _ints(item.get("LUTData", 0))
-                and _ints(item.get("LUTDescriptor", [0, 0, 0]), 3) for item in value)):
-            raise InvalidStudy(f"{keyword} must be a list of {{LUTDescriptor: 3 integers, "
-                               "LUTData: integers}")
+        if keyword in SINGLE_VALUED and isinstance(value, list):
+            raise InvalidStudy(f"{keyword} must be one number")
+        if vr == "SQ":
+            _check_lut(keyword, value)
+    _check_ranges(attributes)
     return attributes
+
+
+# The LUT entry sizes (third value of LUTDescriptor) pydicom applies: PS3.3 C.11.1.1.1
+# (Modality LUT: 8 or 16) and C.11.2.1.1 (VOI LUT: 8, 10-16).
+LUT_BITS = {"ModalityLUTSequence": (8, 16), "VOILUTSequence": (8, *range(10, 17))}
+
+
+def _check_lut(keyword: str, value: Any) -> None:
+    """A LUT sequence: items holding a LUTDescriptor (3 integers, of a bit depth pydicom
+    applies) and at least as many LUTData integers as it describes, each within that depth."""
+    shape = f"{keyword} must be a list of {{LUTDescriptor: 3 integers, LUTData: integers}}"
+    if not isinstance(value, list) or not value:
+        raise InvalidStudy(shape)
+    for item in value:
+        if not (isinstance(item, dict) and set(item) == set(LUT_KEYS) and _ints(item["LUTData"])
+                and _ints(item["LUTDescriptor"], 3)):
+            raise InvalidStudy(shape)
+        entries, _, bits = item["LUTDescriptor"]
+        data = item["LUTData"] if isinstance(item["LUTData"], list) else [item["LUTData"]]
+        if bits not in LUT_BITS[keyword]:
+            raise InvalidStudy(f"{keyword} LUTDescriptor gives {bits} bits per entry: "
+                               f"{', '.join(map(str, LUT_BITS[keyword]))} are applied")
+        if len(data) < (entries or 2**16) or entries < 0:
+            raise InvalidStudy(f"{keyword} LUTData holds {len(data)} entries, its LUTDescriptor {entries}")
+        if data and (min(data) < 0 or max(data) >= 2 ** (8 if bits == 8 else 16)):
+            raise InvalidStudy(f"{keyword} LUTData values exceed {bits} bits")
+
+
+def _check_ranges(attributes: dict[str, Any]) -> None:
+    """The numbers the display step computes with, within what it can apply."""
+    if not 1 <= attributes["BitsStored"] <= 32:
+        raise InvalidStudy("BitsStored must be 1 to 32")
+    if attributes["PixelRepresentation"] not in (0, 1):
+        raise InvalidStudy("PixelRepresentation must be 0 or 1")
+    width = attributes.get("WindowWidth")
+    if width is not None and "VOILUTSequence" not in attributes:
+        widths = width if isinstance(width, list) else [width]
+        linear = attributes.get("VOILUTFunction") in (None, "LINEAR")
+        if any(w < 1 if linear else w <= 0 for w in widths):
+            raise InvalidStudy(f"WindowWidth must be {'at least 1' if linear else 'above 0'} "
+                               f"for VOILUTFunction {attributes.get('VOILUTFunction') or 'LINEAR'}")
 
 
 def dataset_from(attributes: dict[str, Any]) -> Dataset:
@@ -145,8 +212,10 @@ def dataset_from(attributes: dict[str, Any]) -> Dataset:
 
     ds = Dataset()
     for keyword, value in attributes.items():
+        if value is None:  # an empty element is read as absent (pydicom would apply None)
+            continue
         vr = DISPLAY_ATTRIBUTES[keyword]
-        if vr == "SQ" and value is not None:
+        if vr == "SQ":
             value = [_lut_item(item) for item in value]
         ds.add_new(keyword, vr, value)
     return ds

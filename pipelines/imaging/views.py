@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pipelines.errors import InvalidStudy
+from pipelines.errors import InvalidStudy, code_string
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -25,17 +26,21 @@ def view_of(ds: Dataset) -> str:
     ViewCodeSequence (else ViewPosition).
 
     Raises:
-        InvalidStudy: laterality or projection is missing or not a screening view.
+        InvalidStudy: laterality or projection is missing or not a screening view, or
+            ViewCodeSequence is not a sequence.
     """
     laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper()
     if laterality not in ("R", "L"):
-        raise InvalidStudy(f"image laterality {laterality or 'missing'!s} is not R or L")
+        raise InvalidStudy(f"image laterality {code_string(laterality)} is not R or L")
     position = ""
     codes = ds.get("ViewCodeSequence")
     if codes:
+        if isinstance(codes, str | bytes) or not isinstance(codes, Sequence) \
+                or not all(hasattr(item, "get") for item in codes):
+            raise InvalidStudy("ViewCodeSequence is not a sequence of code items")
         position = VIEW_CODES.get(str(codes[0].get("CodeValue", "")), "")
     if not position:
         position = str(ds.get("ViewPosition", "")).upper()
     if position not in ("CC", "MLO"):
-        raise InvalidStudy(f"view {position or 'missing'} is not a screening view (CC or MLO)")
+        raise InvalidStudy(f"view {code_string(position)} is not a screening view (CC or MLO)")
     return f"{laterality}-{position}"

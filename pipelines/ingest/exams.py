@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.config import get_settings
-from pipelines.deid import burned_in_annotation, without_pixel_data
-from pipelines.errors import InvalidStudy
+from pipelines.deid import burned_in_annotation, deidentify_exam, without_pixel_data
+from pipelines.errors import InvalidStudy, code_string
 from pipelines.imaging.burned_in import find_text_lines, mask_lines
-from pipelines.imaging.preprocess import task_input, view_pixels
+from pipelines.imaging.preprocess import display_pixels, stored_pixels, task_input
+from pipelines.imaging.stored import dataset_from, display_attributes
 from pipelines.ingest.reports import report_text
+from pipelines.ingest.steps import step
 from pipelines.labels.birads import BiradsReading, read_report
 from pipelines.labels.density import read_density
 from pipelines.labels.findings import PROVENANCE as FINDINGS
@@ -29,6 +31,8 @@ from pipelines.tasks import TaskDefinition, configured, for_modality
 
 if TYPE_CHECKING:
     from pydicom import Dataset
+
+    from pipelines.deid import DeidentifiedExam, PseudonymKeys
 
 
 MAMMO_SOP_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -69,7 +73,7 @@ def study_task(datasets: list[Dataset], label: str) -> TaskDefinition:
     Raises:
         InvalidStudy: no image of the study has the modality of a configured task.
     """
-    modalities = sorted({str(ds.get("Modality", "") or "missing") for ds in datasets
+    modalities = sorted({code_string(ds.get("Modality")) for ds in datasets
                          if str(ds.get("Manufacturer", "") or "") != RADFLOW_MANUFACTURER}
                         - NON_IMAGE_MODALITIES)
     for modality in modalities:
@@ -93,8 +97,11 @@ def pick_views(datasets: list[Dataset], label: str, policy: ExamPolicy | None = 
 
 
 def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:
-    """The non-identifying manifest attributes of one view ("R-CC" or a position, "PA")."""
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [0.0]
+    """The non-identifying manifest attributes of one view ("R-CC" or a position, "PA").
+
+    Raises:
+        InvalidStudy: PixelSpacing (else ImagerPixelSpacing) is not a finite number first.
+    """
     age = str(ds.get("PatientAge", "") or "")
     side, _, position = view.rpartition("-")
     stated = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "U")[:1].upper()
@@ -106,11 +113,31 @@ def attributes(ds: Dataset, view: str, pixels: np.ndarray) -> dict[str, Any]:
         "rows": int(ds.Rows),
         "columns": int(ds.Columns),
         "bits_stored": int(ds.BitsStored),
-        "pixel_spacing_mm": float(spacing[0]),
+        "pixel_spacing_mm": spacing_mm(ds),
         "photometric": str(ds.PhotometricInterpretation),
         "patient_age": int(age[:3]) if age[:3].isdigit() else None,
         "pixel_mean": float(pixels.mean()),
     }
+
+
+def spacing_mm(ds: Dataset) -> float:
+    """The first PixelSpacing (else ImagerPixelSpacing) value in mm, 0.0 when neither is given.
+
+    Raises:
+        InvalidStudy: the value is not a finite number (another VR, text, a sequence).
+    """
+    import math
+
+    keyword = "PixelSpacing" if ds.get("PixelSpacing") else "ImagerPixelSpacing"
+    value = ds.get(keyword) or [0.0]
+    try:
+        first = value if isinstance(value, str | bytes | int | float) else value[0]
+        mm = float(first)
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise InvalidStudy(f"{keyword} must be numbers (mm)") from exc
+    if not math.isfinite(mm):
+        raise InvalidStudy(f"{keyword} must be finite numbers (mm)")
+    return mm
 
 
 def view_input(ds: Dataset, view: str, height: int, width: int, label: str,
@@ -120,24 +147,32 @@ def view_input(ds: Dataset, view: str, height: int, width: int, label: str,
 
     Raises:
         InvalidStudy: the header declares burned-in annotation, text is found in the pixels
-            and the policy is `quarantine`, or the pixels cannot be decoded.
+            and the policy is `quarantine`, or the pixels cannot be decoded or displayed;
+            the reason starts with the step ("burned-in", "decode", "display",
+            "burned-in text", "preprocess").
     """
     s = get_settings()
+    where = f"exam {label} view {view}"
     reason = burned_in_annotation(ds)  # here, so that screening refuses these views too
     if reason:
-        raise InvalidStudy(f"exam {label} view {view}: {reason}")
-    try:
-        display = view_pixels(ds, height, decode_timeout_s=s.decode_timeout_s)
+        raise InvalidStudy(f"burned-in: {where}: {reason}")
+    with step("decode", "PixelData, TransferSyntaxUID, Rows, Columns, BitsAllocated, BitsStored",
+              context=where):
+        raw = stored_pixels(ds, height, decode_timeout_s=s.decode_timeout_s)
+    with step("display", "PhotometricInterpretation, RescaleSlope, RescaleIntercept, "
+                         "ModalityLUTSequence, WindowCenter, WindowWidth, VOILUTSequence", context=where):
+        # from the checked display attributes alone, exactly as Triton's ensemble displays it
+        display = display_pixels(dataset_from(display_attributes(ds)), raw)
+    with step("burned-in text", "PixelData", context=where):
         lines = find_text_lines(display, s.burned_in_text_min_glyphs)
-    except InvalidStudy as exc:
-        raise InvalidStudy(f"exam {label} view {view}: {exc}") from exc
     if lines and s.burned_in_text == "quarantine":
-        where = "; ".join(line.describe(*display.shape) for line in lines)
-        raise InvalidStudy(f"exam {label} view {view}: burned-in text detected in the pixels "
-                           f"({where}); policy burned_in_text=quarantine")
-    if lines:
-        display = mask_lines(display, lines)
-    return task_input(display, ds, view, preprocessing, height, width), bool(lines)
+        found = "; ".join(line.describe(*display.shape) for line in lines)
+        raise InvalidStudy(f"burned-in text: {where}: burned-in text detected in the pixels "
+                           f"({found}); policy burned_in_text=quarantine")
+    with step("preprocess", "PatientOrientation, FieldOfViewHorizontalFlip, PixelData", context=where):
+        if lines:
+            display = mask_lines(display, lines)
+        return task_input(display, ds, view, preprocessing, height, width), bool(lines)
 
 
 def _labels(text: str, task: TaskDefinition, label: str, views: tuple[str, ...]
@@ -167,26 +202,51 @@ def assemble(datasets: list[Dataset], label: str, height: int | None = None, wid
 
     Raises:
         InvalidStudy: the study is no task's, its task's selection refuses it, a view has
-            burned-in annotation or text (see `view_input`), or pixels cannot be decoded.
+            burned-in annotation or text (see `view_input`), or pixels cannot be decoded;
+            the reason starts with the step (pipelines/ingest/steps.py), and an exception
+            no check foresaw is refused as `UnforeseenInput`.
     """
-    task = study_task(datasets, label)
-    size = task.input_size()
+    with step("route", "Modality, Manufacturer"):
+        task = study_task(datasets, label)
+        size = task.input_size()
     height, width = height or size[0], width or size[1]
-    views, text = pick_views(datasets, label, task=task)
-    first = next(iter(views.values()))
-    if not text and ris_texts:
-        text = ris_texts.get(str(first.get("AccessionNumber", "") or "")) \
-            or ris_texts.get(str(first.StudyInstanceUID), "")
-    categories, labels = _labels(text, task, label, tuple(views))
+    with step("views", "Modality, ImageLaterality, ViewPosition, ViewCodeSequence, "
+                       "PresentationIntentType, InstanceNumber"):
+        views, text = pick_views(datasets, label, task=task)
+    with step("labels", "ContentSequence, AccessionNumber, StudyInstanceUID"):
+        first = next(iter(views.values()))
+        if not text and ris_texts:
+            text = ris_texts.get(str(first.get("AccessionNumber", "") or "")) \
+                or ris_texts.get(str(first.get("StudyInstanceUID", "") or ""), "")
+        categories, labels = _labels(text, task, label, tuple(views))
     pixels, attrs, headers, cleaned = {}, {}, {}, []
     for view, ds in views.items():
         arr, masked = view_input(ds, view, height, width, label, task.preprocessing)
         if masked:
             cleaned.append(view)
         pixels[view] = arr
-        attrs[view] = {**attributes(ds, view, arr), **labels[view]}
-        headers[view] = header_bytes(ds)
-    ids = {"patient": str(first.get("PatientID", "")), "study": str(first.StudyInstanceUID)}
-    ids.update({f"instance:{v}": str(ds.SOPInstanceUID) for v, ds in views.items()})
+        with step("attributes", "Modality, Manufacturer, Rows, Columns, BitsStored, PixelSpacing, "
+                                "PhotometricInterpretation, PatientAge", context=f"exam {label} view {view}"):
+            attrs[view] = {**attributes(ds, view, arr), **labels[view]}
+        with step("header", "the header's data elements", context=f"exam {label} view {view}"):
+            headers[view] = header_bytes(ds)
+    # an empty one is refused, named, when its pseudonym is looked up (pseudonym_for)
+    ids = {"patient": str(first.get("PatientID", "") or ""),
+           "study": str(first.get("StudyInstanceUID", "") or "")}
+    ids.update({f"instance:{v}": str(ds.get("SOPInstanceUID", "") or "") for v, ds in views.items()})
     return ExamImages(views=pixels, attrs=attrs, birads=categories, identifiers=ids,
                       headers=headers, pixels_cleaned=tuple(cleaned))
+
+
+def deidentify_views(exam: ExamImages, keys: PseudonymKeys) -> DeidentifiedExam:
+    """The exam's view headers de-identified for the lake (PS3.15 Basic Profile + Modified
+    Dates, `pipelines.deid.deidentify_exam`): the "de-identify" step of ingest's commit.
+
+    Raises:
+        PermanentError: de-identification refused a view (burned-in annotation, no usable
+            PatientID, an identifier surviving), its reason prefixed "de-identify: ".
+    """
+    import sqlalchemy as sa
+
+    with step("de-identify", "the header's data elements", passing=(sa.exc.SQLAlchemyError,)):
+        return deidentify_exam(exam.header_datasets(), keys, pixels_cleaned=exam.pixels_cleaned)

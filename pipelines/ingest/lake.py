@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -30,10 +31,20 @@ def publish_exam(lake: Path, study_date: str, exam_id: str, views: dict[str, np.
     # staged under the lake's own .staging folder, which clear_staging empties after a crash
     with publish_dir(final, staging_root=lake / STAGING, prefix=f"{exam_id}-") as staging:
         for view, arr in views.items():
-            np.save(staging / f"{view}.npy", to_lake(arr))  # uint16 fixed point, see storage.py
+            save_view(staging / f"{view}.npy", to_lake(arr))  # uint16 fixed point, see storage.py
         for view, header in (headers or {}).items():
             (staging / f"{view}.dcm.json").write_text(json.dumps(header, sort_keys=True))
     return final
+
+
+def save_view(path: Path, arr: np.ndarray) -> None:
+    """`np.save` through Python's file writes. numpy writes an array to a real file with
+    fwrite (`ndarray.tofile`), which reports a full disk as a short write without an errno
+    ("12288 requested and 8128 written"); Python's writes raise OSError(ENOSPC), which
+    publishing turns into DiskFull naming the path."""
+    buffer = io.BytesIO()
+    np.save(buffer, arr)
+    path.write_bytes(buffer.getbuffer())
 
 
 def write_manifest(lake: Path, frame: pd.DataFrame) -> Path:

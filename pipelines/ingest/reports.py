@@ -6,8 +6,10 @@ uses: the report text of an SR, the categories per breast, and the training labe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pipelines.errors import InvalidStudy
 from pipelines.labels.birads import NEGATIVE, POSITIVE, birads_by_side, label_of, read_report
 
 if TYPE_CHECKING:
@@ -17,11 +19,20 @@ __all__ = ["NEGATIVE", "POSITIVE", "birads_by_side", "label_of", "read_report", 
 
 
 def report_text(ds: Dataset) -> str:
-    """All TEXT content items of an SR, depth first, joined by newlines."""
+    """All TEXT content items of an SR, depth first, joined by newlines.
+
+    Raises:
+        InvalidStudy: a ContentSequence is not a sequence of content items (another VR).
+    """
     parts: list[str] = []
 
     def walk(items: object) -> None:
-        for item in items or []:  # type: ignore[attr-defined]
+        if not items:
+            return
+        if isinstance(items, str | bytes) or not isinstance(items, Sequence) \
+                or not all(hasattr(item, "get") for item in items):
+            raise InvalidStudy("ContentSequence of the SR report is not a sequence of content items")
+        for item in items:
             if str(item.get("ValueType", "")) == "TEXT" and "TextValue" in item:
                 parts.append(str(item.TextValue))
             walk(item.get("ContentSequence"))

@@ -16,11 +16,13 @@ import sqlalchemy as sa
 
 from pipelines import db
 from pipelines.config import get_settings
-from pipelines.deid import TableKeys, deidentify_exam
+from pipelines.deid import TableKeys
 from pipelines.domain import IngestResult, Quarantined
 from pipelines.errors import InvalidStudy, PermanentError
 from pipelines.ingest import exams, lake
+from pipelines.ingest.exams import deidentify_views
 from pipelines.ingest.prepare import Prepared, prepared
+from pipelines.ingest.steps import step
 from pipelines.locks import stage_lock
 from pipelines.pacs.client import OrthancClient
 from pipelines.pacs.pseudonyms import pseudonym_for
@@ -77,8 +79,8 @@ def _check_instances_are_new(conn: Connection, exam_id: str, rows: list[dict[str
         )
     ).scalars().all()
     if owners:
-        raise InvalidStudy(f"exam {exam_id}: {len(owners)} instances already ingested under exam "
-                           f"{owners[0]} (a study re-sent under a new StudyInstanceUID?)")
+        raise InvalidStudy(f"exam {exam_id}: {len(owners)} instances (SOPInstanceUID) already ingested "
+                           f"under exam {owners[0]} (a study re-sent under a new StudyInstanceUID?)")
 
 
 def commit_study(item: Prepared, seq: int, source: str) -> str:
@@ -90,22 +92,47 @@ def commit_study(item: Prepared, seq: int, source: str) -> str:
     s = get_settings()
     exam = item.exam
     if exam is None:
-        raise InvalidStudy(item.refusal or "study could not be prepared")
+        raise InvalidStudy(item.refusal or "prepare: the study could not be prepared")
     with db.get_engine().begin() as conn:
         # PS3.15 Basic Profile + Modified Dates: the lake and manifest get shifted dates
-        clean = deidentify_exam(exam.header_datasets(), TableKeys(conn),
-                                pixels_cleaned=exam.pixels_cleaned)
-        exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
-        image_dir = lake.exam_dir(s.lake_dir, clean.study_date, exam_id)
-        exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, clean.study_date)
-        _check_instances_are_new(conn, exam_id, rows)
-        db.upsert(conn, db.images, rows, keys=["exam_id", "view"])
-        lake.publish_exam(s.lake_dir, clean.study_date, exam_id, exam.views, clean.headers)
+        clean = deidentify_views(exam, TableKeys(conn))
+        # refusals named; database and disk errors pass unchanged (see `ingest_prepared`)
+        with step("commit", "PatientID, StudyInstanceUID, SOPInstanceUID", refuse_unforeseen=False):
+            exam_id = pseudonym_for(conn, "study", exam.identifiers["study"])
+            image_dir = lake.exam_dir(s.lake_dir, clean.study_date, exam_id)
+            exam_id, rows = _manifest_rows(conn, exam, seq, image_dir, clean.study_date)
+            _check_instances_are_new(conn, exam_id, rows)
+            db.upsert(conn, db.images, rows, keys=["exam_id", "view"])
+            lake.publish_exam(s.lake_dir, clean.study_date, exam_id, exam.views, clean.headers)
         set_watermark(conn, source, seq)
         # the missing views arrived (or the study was fixed): its quarantine is over
         conn.execute(db.quarantine.delete().where(db.quarantine.c.stage == "ingest",
                                                   db.quarantine.c.item_id == item.study_id))
     return exam_id
+
+
+def ingest_prepared(item: Prepared, seq: int, source: str) -> str | Quarantined:
+    """Commit one prepared study (`commit_study`) or quarantine it with its reason.
+
+    Returns:
+        The exam pseudonym, or the quarantine record (its reason starts with the step).
+
+    Raises:
+        DatabaseUnavailable: the database went away (a restart): not the exam's fault, so
+            neither quarantined nor passed by the watermark; a retry commits it.
+    """
+    try:
+        return commit_study(item, seq, source)
+    except PermanentError as exc:
+        log.warning("quarantined study %s: %s", item.study_id, exc)
+        return quarantine(item.study_id, str(exc), seq, source)
+    except sa.exc.SQLAlchemyError as exc:  # e.g. a constraint the checks did not foresee
+        if (outage := db.unavailable(exc)) is not None:
+            raise outage from exc
+        cause = getattr(exc, "orig", None) or exc
+        reason = f"commit: the results database refused the exam's manifest rows: {type(cause).__name__}"
+        log.warning("quarantined study %s: %s", item.study_id, reason)
+        return quarantine(item.study_id, reason, seq, source)
 
 
 def quarantine(study_id: str, reason: str, seq: int, source: str) -> Quarantined:
@@ -143,20 +170,15 @@ def run(limit: int | None = None) -> IngestResult:
 
             ris = read_ris_export(s.ris_export)
             ris_texts = ris.texts
-            held += [Quarantined(id=f"ris-row-{n}", reason=r) for n, r in ris.skipped]
+            held += [Quarantined(id=f"ris-row-{n}", reason=f"labels: RIS export row {n}: {r}")
+                     for n, r in ris.skipped]
         stream = prepared(client, [sid for _, sid in todo], s.ingest_workers, ris_texts)
-        for n, ((seq, study_id), item) in enumerate(zip(todo, stream, strict=True), 1):
-            try:
-                commit_study(item, seq, source)
+        for n, ((seq, _), item) in enumerate(zip(todo, stream, strict=True), 1):
+            outcome = ingest_prepared(item, seq, source)
+            if isinstance(outcome, Quarantined):
+                held.append(outcome)
+            else:
                 ingested += 1
-            except PermanentError as exc:
-                log.warning("quarantined study %s: %s", study_id, exc)
-                held.append(quarantine(study_id, str(exc), seq, source))
-            except sa.exc.SQLAlchemyError as exc:  # e.g. a constraint the checks did not foresee
-                cause = getattr(exc, "orig", None) or exc
-                reason = f"the results database refused the exam: {type(cause).__name__}"
-                log.warning("quarantined study %s: %s", study_id, reason)
-                held.append(quarantine(study_id, reason, seq, source))
             if n % 25 == 0 or n == len(todo):
                 rate = n / max(time.monotonic() - started, 1e-6)
                 log.info("ingest: %d/%d studies, %d quarantined, %.1f studies/s",

@@ -28,6 +28,7 @@ def resolve(client: MlflowClient, model_uri: str) -> ModelVersion:
 
     Raises:
         PermanentError: the URI has another form, or names no registered version.
+        MlflowUnavailable: MLflow could not be reached (retry).
     """
     from mlflow.exceptions import MlflowException
 
@@ -40,6 +41,10 @@ def resolve(client: MlflowClient, model_uri: str) -> ModelVersion:
             return client.get_model_version_by_alias(match["name"], match["alias"])
         return client.get_model_version(match["name"], match["version"])
     except MlflowException as exc:
+        from pipelines.tracking import unavailable
+
+        if (outage := unavailable(exc, f"the lookup of {model_uri}")) is not None:
+            raise outage from exc  # a retry may find it
         raise PermanentError(f"model URI {model_uri!r} names no registered version: "
                              f"{exc.message}") from exc
 

@@ -58,6 +58,15 @@ def call_stage(fn: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
     return dict(result.as_json()) if hasattr(result, "as_json") else dict(result)
 
 
+def run_key(context: Any) -> str:
+    """The Airflow run a task belongs to: the key a stage that must not repeat its work when
+    the run is cleared or retried (training) records its result under. "<dag_id>/<logical
+    date>" when the run has one (unique per DAG, and kept by `airflow dags test` run again
+    for the same date, which replaces the run under a new id), else "<dag_id>/<run_id>"."""
+    logical = context.get("logical_date")
+    return f"{context['dag'].dag_id}/{logical.isoformat() if logical else context['run_id']}"
+
+
 def hospital_timezone() -> str:
     """The IANA time zone nightly schedules run in (RADFLOW_HOSPITAL_TIMEZONE, default UTC)."""
     from pipelines.config import get_settings

@@ -23,7 +23,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from pipelines.domain import SCREENING_VIEWS
-from pipelines.errors import InvalidStudy
+from pipelines.errors import InvalidStudy, code_string
 from pipelines.imaging.views import view_of
 
 if TYPE_CHECKING:
@@ -65,23 +65,38 @@ def _standard_view(ds: Dataset) -> str | None:
         return None
 
 
+def instance_number(ds: Dataset) -> int:
+    """InstanceNumber, 0 when absent.
+
+    Raises:
+        InvalidStudy: it is not one integer (another VR, text).
+    """
+    value = ds.get("InstanceNumber", 0) or 0
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidStudy("InstanceNumber is not one integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidStudy("InstanceNumber is not one integer") from None
+
+
 def _preference(ds: Dataset) -> tuple[int, str, int]:
     """Higher is preferred: no view modifiers, then latest acquisition, then instance number."""
     plain = 0 if ds.get("ViewModifierCodeSequence") else 1
     when = str(ds.get("AcquisitionDateTime", "") or f"{ds.get('AcquisitionDate', '')}"
                f"{ds.get('AcquisitionTime', '') or ds.get('ContentTime', '')}")
-    return plain, when, int(ds.get("InstanceNumber", 0) or 0)
+    return plain, when, instance_number(ds)
 
 
 def _sort_image(ds: Dataset, label: str, policy: ExamPolicy, candidates: dict[str, list[Dataset]],
                 skipped: list[str]) -> None:
-    modality = str(ds.get("Modality", "") or "missing")
+    modality = code_string(ds.get("Modality"))
     if modality != "MG":
         if policy.other_modalities == "skip":
             skipped.append(f"{modality} image (not MG)")
             return
         raise InvalidStudy(f"exam {label}: modality {modality} is not MG")
-    intent = str(ds.get("PresentationIntentType", "FOR PRESENTATION"))
+    intent = code_string(ds.get("PresentationIntentType", "FOR PRESENTATION"))
     view = _standard_view(ds)
     if intent != "FOR PRESENTATION":
         if policy.for_processing == "quarantine":
@@ -89,7 +104,7 @@ def _sort_image(ds: Dataset, label: str, policy: ExamPolicy, candidates: dict[st
         skipped.append(f"{view or 'MG'} {intent} image")
         return
     if view is None:
-        position = str(ds.get("ViewPosition", "") or "missing")
+        position = code_string(ds.get("ViewPosition"))
         if policy.extra_views == "quarantine":
             raise InvalidStudy(f"exam {label}: view {position} is not a screening view")
         skipped.append(f"extra view {position}")
@@ -152,8 +167,8 @@ def select_for_task(datasets: list[Dataset], task: TaskDefinition, label: str,
     found: dict[str, Dataset] = {}
     reports: list[Dataset] = []
     skipped: list[str] = []
-    for ds in sorted(datasets, key=lambda d: int(d.get("InstanceNumber", 0) or 0)):
-        modality = str(ds.get("Modality", "") or "missing")
+    for ds in sorted(datasets, key=instance_number):
+        modality = code_string(ds.get("Modality"))
         if ds.get("Manufacturer") == RADFLOW_MANUFACTURER:
             skipped.append("radflow's own result object")
             continue
@@ -165,7 +180,8 @@ def select_for_task(datasets: list[Dataset], task: TaskDefinition, label: str,
             continue
         part = str(ds.get("BodyPartExamined", "") or "").upper()
         if part and part != task.body_part:
-            raise InvalidStudy(f"exam {label}: body part {part}, task {task.name} expects {task.body_part}")
+            raise InvalidStudy(f"exam {label}: body part {code_string(part)}, task {task.name} expects "
+                               f"{task.body_part}")
         key = _view_key(ds, task)
         if key in found:
             skipped.append(f"{key} repeated: kept the first image")

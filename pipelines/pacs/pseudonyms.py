@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 PREFIXES = {"patient": "pt", "study": "ex", "series": "se", "instance": "im"}
+# The DICOM attribute each kind's originals come from (named when one is refused).
+ATTRIBUTES = {"patient": "PatientID", "study": "StudyInstanceUID", "series": "SeriesInstanceUID",
+              "instance": "SOPInstanceUID"}
 
 
 MAX_ORIGINAL = 128  # DICOM UIDs and LO identifiers are 64 characters at most
@@ -33,8 +36,9 @@ def pseudonym_for(conn: Connection, kind: str, original: str) -> str:
             (the message gives its length, never the identifier).
     """
     if not original or len(original) > MAX_ORIGINAL:
+        attribute = ATTRIBUTES.get(kind, kind)
         raise InvalidStudy(f"{kind} identifier of {len(original)} characters is not a valid "
-                           f"DICOM identifier (1 to {MAX_ORIGINAL})")
+                           f"DICOM identifier ({attribute}: 1 to {MAX_ORIGINAL} characters)")
     existing = lookup(conn, kind, original)
     if existing is not None:
         return existing

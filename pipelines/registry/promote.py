@@ -28,7 +28,7 @@ from pipelines.registry import audit, compare, floor, gate, report
 from pipelines.registry.approval import Identity, Via, identify
 from pipelines.registry.policy import PromotionPolicy, load_policy
 from pipelines.tasks import TaskDefinition, get_task
-from pipelines.tracking import mlflow_client, require_version, version_by_alias
+from pipelines.tracking import mlflow_client, reaching_mlflow, require_version, unavailable, version_by_alias
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -53,9 +53,12 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return client.get_model_version(name, version)
     except MlflowException as exc:
+        if (outage := unavailable(exc, f"the lookup of {name} version {version}")) is not None:
+            raise outage from exc
         raise RegistryError(f"registered model {name!r} has no version {version!r}") from exc
 
 
+@reaching_mlflow("promotion")
 def run(reason: str, version: str | None = None, *, task: str = "mammo", via: Via = "mlflow",
         approver: str | None = None) -> PromotionResult:
     """Gate `version` (default: the challenger) against the champion; promote it if it passes.
@@ -70,6 +73,8 @@ def run(reason: str, version: str | None = None, *, task: str = "mammo", via: Vi
         PolicyInvalid: the registered-model policy is missing or invalid.
         RegistryError: the version (or the challenger) does not exist.
         PromotionRefused: the login may not approve, or a check of the gate failed (audited).
+        MlflowUnavailable: MLflow could not be reached (retry); the alias moves with its
+            audit row or neither is written.
     """
     reason = required_text(reason, "reason", "--reason TEXT")
     definition = get_task(task)

@@ -6,6 +6,10 @@ that batch's earlier rows, and no other batch's. The pixels the merge needs (mod
 and heatmaps, PHI-free float arrays) and the monitoring features go to files under the lake
 store (`<store>/screening/staging/<task>/<date>/`, shared by the workers), written before
 the transaction under a fresh token that the row names: the row always names complete files.
+Once committed, a batch deletes the files of the token its row named before, and no others:
+another worker staging the same batch at the same time (a retry while the first attempt
+still runs) may have written its files already, and the row may name them next. Files of
+an attempt that died before its commit stay until the night is planned anew or pruned.
 DICOM headers are never staged: the merge reads them again from the gateway Orthanc.
 """
 
@@ -92,12 +96,16 @@ def write_batch(plan: Plan, staged: StagedBatch) -> None:
                    db.screening_staged.c.batch == staged.batch)
     try:
         with db.get_engine().begin() as conn:
+            # the plan's row lock serializes the night's staging transactions
             current = conn.execute(sa.select(db.screening_plans.c.plan_id).where(
                 night(db.screening_plans, plan.task, plan.study_date)).with_for_update()).scalar()
             if current != plan.plan_id:
                 raise PermanentError(f"{plan.task} {plan.study_date} was planned again (plan "
                                      f"{current}) after batch {staged.batch} of plan {plan.plan_id} "
                                      "started: run the new plan's batches")
+            replaced = conn.execute(sa.select(db.screening_batches.c.arrays).where(
+                night(db.screening_batches, plan.task, plan.study_date),
+                db.screening_batches.c.batch == staged.batch)).scalar()
             conn.execute(sa.delete(db.screening_staged).where(keys))
             db.upsert(conn, db.screening_batches, [{
                 "task": plan.task, "study_date": plan.study_date, "batch": staged.batch,
@@ -113,8 +121,8 @@ def write_batch(plan: Plan, staged: StagedBatch) -> None:
         arrays.unlink(missing_ok=True)
         features.unlink(missing_ok=True)
         raise
-    for old in folder(plan.task, plan.study_date).glob(f"batch-{staged.batch:04d}.*"):
-        if token not in old.name:
+    if replaced is not None:  # never another attempt's files: see above
+        for old in folder(plan.task, plan.study_date).glob(f"batch-{staged.batch:04d}.*.{replaced}.*"):
             old.unlink(missing_ok=True)
 
 

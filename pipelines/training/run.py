@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ from pipelines.training import data, fit, profiles, weights
 
 log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
+# The version tag naming the Airflow run that registered it ("<dag_id>/<run_id>"): a cleared
+# or retried run finds its version there instead of training and registering another.
+RUN_KEY_TAG = "airflow_run"
+_RUN_KEY = re.compile(r"[A-Za-z0-9_.~:+\-]+/[A-Za-z0-9_.~:+\-]+")
 
 
 def _export_onnx(model: Any, example: np.ndarray, folder: Path) -> tuple[Path, str]:
@@ -121,23 +126,47 @@ def register(model: Any, params: TrainParams, splits: dict[str, data.Split],
     onnx_file, onnx_sha = _export_onnx(model, example, folder)
     mlflow.log_artifact(str(onnx_file), artifact_path=ONNX_ARTIFACT_DIR)
     info = mlflow.pytorch.log_model(
-        model, name="model", registered_model_name=registered_model, input_example=example,
-        signature=signature(model, example),
+        model, name="model", input_example=example, signature=signature(model, example),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
-    version = str(info.registered_model_version)
     version_tags = {"operating_point": f"{threshold:.6f}", "test_auc": f"{metrics['test_auc']:.4f}",
                     "onnx_sha256": onnx_sha, SUSPICION_TAG: json.dumps(cuts),
                     "input_shape": f"1,{height},{width}",
                     **tags}
-    for key, value in version_tags.items():
-        client.set_model_version_tag(registered_model, version, key, value)
+    # The version is created with its tags in one call (one transaction of the registry): a
+    # run killed at any moment never leaves a version without the hash deploy checks its file
+    # against (issue 18: tagged one by one afterwards, a kill -9 between left such versions).
+    version = str(mlflow.register_model(info.model_uri, registered_model, tags=version_tags).version)
     client.set_registered_model_alias(registered_model, alias, version)
     return version, {"val_auc": val_auc, "operating_point": threshold, **metrics}
 
 
+def registered_by(run_key: str, registered_model: str, dataset_version: str) -> TrainResult | None:
+    """The result of the version the Airflow run `run_key` already registered completely (its
+    serving file's hash tagged) on this dataset version, read back from MLflow; None if it
+    registered none (or trained on another dataset: new data came in since, train again)."""
+    client = mlflow_client()
+    found = [mv for mv in client.search_model_versions(
+        f"name = '{registered_model}' and tags.{RUN_KEY_TAG} = '{run_key}'")
+        if "onnx_sha256" in mv.tags and mv.tags.get("dataset_version") == dataset_version]
+    if not found:
+        return None
+    mv = max(found, key=lambda v: int(v.version))
+    metrics = client.get_run(str(mv.run_id)).data.metrics
+    return TrainResult(
+        run_id=str(mv.run_id), model_name=registered_model, model_version=str(mv.version),
+        alias=CHALLENGER, test_auc=round(metrics["test_auc"], 4), val_auc=round(metrics["val_auc"], 4),
+        operating_point=round(metrics["operating_point"], 6), train_exams=int(metrics["train_exams"]),
+        val_exams=int(metrics["val_exams"]), test_exams=int(metrics["test_exams"]),
+        epochs=int(metrics.get("epochs_trained", 0)),
+        base_model=mv.tags.get("base_model", "") if mv.tags.get("training_start") == "fine-tuned" else "",
+        test_auc_ci=(round(metrics.get("test_auc_ci_low", 0.0), 4),
+                     round(metrics.get("test_auc_ci_high", 0.0), 4)))
+
+
+@tracking.reaching_mlflow("training")
 def run(epochs: int | None = None, seed: int | None = None, base: str | None = None,
-        task: str = "mammo", patience: int | None = None) -> TrainResult:
+        task: str = "mammo", patience: int | None = None, run_key: str | None = None) -> TrainResult:
     """Fine-tune a base model (or train from scratch) on the dataset of `task`
     (pipelines/tasks.yaml), evaluate and register it under the task's registered model;
     returns the new registered version. `epochs`, `seed` and `patience` override
@@ -148,14 +177,26 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
             exists, else from scratch; `scratch`; an MLflow model URI; a weights file.
             The version's tags `base_model` (pinned), `base_model_uri` and `training_start`
             record which (pipelines/training/base.py).
+        run_key: the Airflow run training for ("<dag_id>/<logical date or run id>"), tagged on
+            the version: when that run already registered one on the published dataset (the
+            run was cleared, or the task retried after registering), its result is returned
+            and nothing is trained or registered.
     """
     import mlflow
 
     s = get_settings()
     definition = get_task(task)
+    if run_key is not None and not _RUN_KEY.fullmatch(run_key):
+        raise ValueError(f"train: run_key must be '<dag_id>/<run>' (letters, digits, _.~:+-), "
+                         f"got {run_key!r}")
     params = load_params(task=task, epochs=epochs or s.train_epochs, seed=seed, patience=patience)
     start = base_choice.choose(base, definition.registered_model)
     dataset = frozen.load(definition.dataset)  # the published DVC version: exactly the data trained on
+    done = registered_by(run_key, definition.registered_model, dataset.version) if run_key else None
+    if done is not None:
+        log.info("train: run %s already registered %s version %s on dataset %s; nothing trained again",
+                 run_key, definition.registered_model, done.model_version, dataset.version[:12])
+        return done
     rows = {k: v[v.label.notna()].reset_index(drop=True) for k, v in dataset.splits.items()}
     if any(p.empty for p in rows.values()):
         raise NoTrainingData(f"dataset version {dataset.version} has an empty split: "
@@ -168,6 +209,7 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
         base_uri = start.uri or _log_base_as_is(start, splits["test"].images[:2])
         model, history = fit.fit(splits["train"], splits["val"], params, base=start.model,
                                  aggregation=definition.aggregation)
+        mlflow.log_metric("epochs_trained", len(history))
         version, metrics = register(
             model, params, splits, rows, history, registered_model=definition.registered_model,
             aggregation=definition.aggregation,
@@ -177,7 +219,8 @@ def run(epochs: int | None = None, seed: int | None = None, base: str | None = N
                   "ingest_watermark_first": str(first), "ingest_watermark_last": str(last),
                   "base_model": start.source, "base_model_uri": base_uri or "",
                   "base_requested": start.requested, "training_start": start.start,
-                  "model_profile": s.model_profile, "architecture": profiles.architecture_of(model)})
+                  "model_profile": s.model_profile, "architecture": profiles.architecture_of(model),
+                  **({RUN_KEY_TAG: run_key} if run_key else {})})
     log.info("train: registered %s version %s as %s, %s from %s (test AUC %.3f)",
              definition.registered_model, version, CHALLENGER, start.start, start.source,
              metrics["test_auc"])

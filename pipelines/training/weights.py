@@ -101,7 +101,7 @@ def _download(uri: str, folder: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     import mlflow
-    from pipelines.tracking import mlflow_client
+    from pipelines.tracking import mlflow_client, unavailable
 
     match = _MODEL_URI.match(uri)
     if match is None and not uri.startswith("runs:/"):
@@ -118,4 +118,6 @@ def _download(uri: str, folder: Path) -> Path:
         return Path(mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=WEIGHTS_ARTIFACT, dst_path=str(folder)))
     except MlflowException as exc:
+        if (outage := unavailable(exc, f"the base model {uri}")) is not None:
+            raise outage from exc  # a retry may find it
         raise PermanentError(f"base model {uri!r} not found in MLflow: {exc.message}") from exc

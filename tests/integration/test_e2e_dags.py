@@ -5,9 +5,11 @@ network namespace with its own hostname and working directory, reaching the serv
 a veth pair), sharing nothing but the services and the lake store (RADFLOW_LAKE_STORE);
 then `radflow demo` unpauses and triggers the four DAGs through Airflow's authenticated
 REST API and follows each run on the live scheduler, against a real Orthanc, MLflow,
-Triton and PostgreSQL, on about 40 synthetic exams. The night is then screened again by
-one worker alone, started on the main host by `radflow stack up --workers 1`, with the
-same results."""
+Triton and PostgreSQL, on about 40 synthetic exams. Then the deploy, screening and
+monitoring runs are cleared and run again by one worker alone, started on the main host by
+`radflow stack up --workers 1`: the same results, nothing added (docs/reliability.md, check
+1); and the screening run once more, its scheduler, dag-processor and worker killed mid-run
+(check 3)."""
 
 from __future__ import annotations
 
@@ -19,15 +21,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from pipelines.config import read_secret_file
 from pipelines.orchestration.api import AirflowAPI
 from tests.integration.hosts import Forwarder, Host, celery_worker, network_host, stop
 from tests.integration.stack import RADFLOW, fresh_database, leaked, scanned_files, stack_env
+from tests.reliability.figures import record
 
 WORKERS = {"worker-a": "default,pacs,gpu", "worker-b": "default,pacs"}  # b has no GPU
 SCREEN = "screen_daily_mammograms"
+# A task whose scheduler and worker died is adopted by the restarted scheduler at its next
+# orphan check, failed for its missing heartbeat, then retried. All three are shortened here
+# (Airflow's defaults: 300 s and 300 s; radflow's first retry after 5 minutes, so about 15
+# minutes in all), and the run must end within KILL_BOUND_S of the kill.
+HEARTBEAT_TIMEOUT_S, ORPHAN_CHECK_S, RETRY_DELAY_MINUTES, KILL_BOUND_S = 30, 20, 0.25, 420
 
 
 def cluster_env(state: Path, db_url: str, redis_url: str, store: Path) -> dict[str, str]:
@@ -35,7 +44,10 @@ def cluster_env(state: Path, db_url: str, redis_url: str, store: Path) -> dict[s
     return {**stack_env(state, db_url), "RADFLOW_AIRFLOW_EXECUTOR": "celery",
             "RADFLOW_CELERY_WORKERS": "0", "RADFLOW_CELERY_BROKER_URL": redis_url,
             "RADFLOW_LAKE_STORE": str(store), "RADFLOW_SCREENING_BATCH_EXAMS": "3",
-            "RADFLOW_TRAIN_EPOCHS": "2"}  # the model's quality is not what this test checks
+            "RADFLOW_TRAIN_EPOCHS": "2",  # the model's quality is not what this test checks
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": str(ORPHAN_CHECK_S),
+            "RADFLOW_RETRY_DELAY_MINUTES": str(RETRY_DELAY_MINUTES)}
 
 
 def service_ports(env: dict[str, str], db_url: str, redis_url: str) -> list[int]:
@@ -88,6 +100,7 @@ def _wait_ready(logs: list[Path], timeout_s: float = 180) -> None:
         time.sleep(2)
 
 
+@pytest.mark.timeout(2400)  # the demo, three cleared runs and a killed one
 def test_demo_runs_the_four_dags_end_to_end_on_two_worker_hosts(
         postgres_url: str, redis_url: str, tmp_path: Path) -> None:
     state, store = tmp_path / "state", tmp_path / "store"
@@ -132,12 +145,21 @@ def test_demo_runs_the_four_dags_end_to_end_on_two_worker_hosts(
         assert local.returncode == 0, local.stderr[-3000:]
         started = json.loads(local.stdout.splitlines()[-1])["services"]["airflow"]
         assert started["executor"] == "celery" and started["workers"] == {"worker-1": True}
+        # The runs after the training cleared and run again, on this one worker, add nothing.
+        # (Not the retraining: the night's exams arrived after it, so its ingest would find new
+        # studies, as it should. Its rerun is test_pipeline.py's, with nothing new in between.)
+        before, started = _footprint(env, state, db_url), time.monotonic()
         screen_run = next(r["dag_run_id"] for r in summary["dag_runs"] if r["dag_id"] == SCREEN)
-        api.request("POST", f"/api/v2/dags/{SCREEN}/clearTaskInstances",
-                    json={"dag_run_id": screen_run, "dry_run": False, "only_failed": False,
-                          "reset_dag_runs": True})
-        rerun = api.wait(SCREEN, screen_run, timeout_s=900)
+        reruns = {}
+        for dag_run in summary["dag_runs"][1:]:  # in the demo's order: deploy, screen, monitor
+            api.request("POST", f"/api/v2/dags/{dag_run['dag_id']}/clearTaskInstances",
+                        json={"dag_run_id": dag_run["dag_run_id"], "dry_run": False, "only_failed": False,
+                              "reset_dag_runs": True})
+            reruns[dag_run["dag_id"]] = api.wait(dag_run["dag_id"], dag_run["dag_run_id"], timeout_s=900)
+        after = _footprint(env, state, db_url)
+        rerun = reruns[SCREEN]
         alone = {h for hs in _hosts(api, SCREEN, screen_run).values() for h in hs}
+        killed = _kill_airflow_mid_run(api, env, state, screen_run)
 
         # every task ran on a worker host, tasks on both, training on a's (the gpu queue's)
         ran_on = {h for by_task in hosts.values() for hs in by_task.values() for h in hs}
@@ -146,6 +168,34 @@ def test_demo_runs_the_four_dags_end_to_end_on_two_worker_hosts(
         # the same night on one worker: the same exams, scores, flags and suspicion; nothing added
         assert rerun["state"] == "success" and len(alone) == 1 and not alone & ran_on, alone
         assert _night(db_url, summary["screened_date"]) == night and len(night) == summary["screened_exams"]
+        assert {dag_id: r["state"] for dag_id, r in reruns.items()} == dict.fromkeys(reruns, "success")
+        added = _added(before, after)
+        record(1, "clear_and_rerun_deploy_screen_monitor", {
+            "dag_runs_cleared": len(reruns),
+            "reruns_succeeded": sum(r["state"] == "success" for r in reruns.values()),
+            "new_result_rows": added["result_rows"], "new_orthanc_instances": added["orthanc_instances"],
+            "new_model_versions": added["model_versions"], "new_deliveries": added["deliveries"],
+            "changed_deployments": added["deployments"]}, seconds=time.monotonic() - started,
+            note="the demo's deploy, screening and monitoring runs cleared through Airflow's REST API "
+                 "and run again on one Celery worker; rows counted in every results table")
+        assert added == dict.fromkeys(added, 0), (added, before["tables"], after["tables"])
+        # Airflow's scheduler, dag-processor and worker killed (-9) while the night scored: the
+        # run ends after `stack up` restarted them, with the same results and nothing added
+        assert killed["state"] == "success", killed
+        assert _night(db_url, summary["screened_date"]) == night
+        again = _added(after, _footprint(env, state, db_url))
+        record(3, "airflow_killed_mid_run", {
+            "processes_killed": "scheduler, dag-processor, Celery worker (kill -9, whole process groups)",
+            "run_state": killed["state"], "kill_to_success_s": killed["kill_to_success_s"],
+            "bound_s": KILL_BOUND_S, "new_result_rows": again["result_rows"],
+            "new_orthanc_instances": again["orthanc_instances"], "new_deliveries": again["deliveries"]},
+            seconds=killed["seconds"],
+            note=f"the screening run cleared and, once a score_batch task ran, its scheduler, dag-processor "
+                 f"and worker killed; `radflow stack up --only airflow` restarted them; orphan check every "
+                 f"{ORPHAN_CHECK_S} s, heartbeat timeout {HEARTBEAT_TIMEOUT_S} s, first retry after "
+                 f"{RETRY_DELAY_MINUTES * 60:.0f} s (Airflow's and radflow's defaults: 300 s, 300 s, 300 s)")
+        assert killed["kill_to_success_s"] <= KILL_BOUND_S
+        assert again == dict.fromkeys(again, 0), again
 
         assert [r["dag_id"] for r in summary["dag_runs"]] == [
             "retrain_mammo_model", "deploy_mammo_model", "screen_daily_mammograms", "monitor_mammo_model"]
@@ -160,6 +210,72 @@ def test_demo_runs_the_four_dags_end_to_end_on_two_worker_hosts(
                                                "screen_daily_mammograms", "monitor_mammo_model"))
         assert "Airflow UI       http://127.0.0.1:" in proc.stderr and "airflow.env" in proc.stderr
         _check_night_and_phi(summary, proc, phi, db_url, [state, store, *(tmp_path / n for n in WORKERS)])
+
+
+def _kill_airflow_mid_run(api: AirflowAPI, env: dict[str, str], state: Path, run_id: str) -> dict[str, Any]:
+    """Clear the screening run; once one of its score_batch tasks runs, kill -9 the scheduler,
+    the dag-processor and the Celery worker (each whole process group, as a host losing them
+    would), restart them as a supervisor would (`radflow stack up --only airflow`) and follow
+    the run to its end."""
+    import os
+    import signal
+
+    started = time.monotonic()
+    api.request("POST", f"/api/v2/dags/{SCREEN}/clearTaskInstances",
+                json={"dag_run_id": run_id, "dry_run": False, "only_failed": False, "reset_dag_runs": True})
+    deadline = time.monotonic() + 600
+    while not any(ti["task_id"] == "score_batch" and ti["state"] == "running"
+                  for ti in api.task_instances(SCREEN, run_id)):
+        assert time.monotonic() < deadline, "no score_batch task ran within 600 s"
+        time.sleep(0.5)
+    for unit in ("airflow-scheduler", "airflow-dag-processor", "airflow-worker-1"):
+        pid = int((state / "run" / f"{unit}.pid").read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    up = subprocess.run([RADFLOW, "stack", "up", "--only", "airflow", "--workers", "1", "--json"], env=env,
+                        capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, up.stderr[-3000:]
+    run = api.wait(SCREEN, run_id, timeout_s=KILL_BOUND_S)
+    return {"state": run["state"], "kill_to_success_s": round(time.monotonic() - killed_at, 1),
+            "seconds": time.monotonic() - started}
+
+
+def _footprint(env: dict[str, str], state: Path, db_url: str) -> dict[str, Any]:
+    """What a rerun must not add to: the rows of every results table, Orthanc's instances,
+    MLflow's model versions, the sends of every delivery, the serving records."""
+    import httpx
+
+    eng = sa.create_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            names = conn.execute(sa.text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_type = 'BASE TABLE' AND table_name <> 'alembic_version'")).scalars().all()
+            tables = {n: conn.execute(sa.text(f'SELECT count(*) FROM "{n}"')).scalar_one()
+                      for n in sorted(names)}
+            sends = conn.execute(sa.text("SELECT coalesce(sum(attempts), 0) FROM deliveries")).scalar_one()
+            deployments = conn.execute(sa.text("SELECT triton_model, model_version, triton_version, sha256 "
+                                               "FROM deployments ORDER BY 1")).all()
+    finally:
+        eng.dispose()
+    orthanc = ("radflow", read_secret_file(state / "secrets" / "orthanc.env", "RADFLOW_ORTHANC_PASSWORD"))
+    mlflow = ("admin", read_secret_file(state / "secrets" / "mlflow.env", "RADFLOW_MLFLOW_ADMIN_PASSWORD"))
+    instances = httpx.get(f"http://127.0.0.1:{env['RADFLOW_ORTHANC_HTTP_PORT']}/statistics",
+                          auth=orthanc, timeout=60).json()["CountInstances"]
+    search = f"http://127.0.0.1:{env['RADFLOW_MLFLOW_PORT']}/api/2.0/mlflow/model-versions/search"
+    versions = httpx.get(search, params={"max_results": 1000}, auth=mlflow,
+                         timeout=60).json().get("model_versions", [])
+    return {"tables": tables, "instances": instances, "versions": len(versions), "sends": sends,
+            "deployments": [tuple(d) for d in deployments]}
+
+
+def _added(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    return {"result_rows": sum(after["tables"].values()) - sum(before["tables"].values()),
+            "orthanc_instances": after["instances"] - before["instances"],
+            "model_versions": after["versions"] - before["versions"],
+            "deliveries": after["sends"] - before["sends"],
+            "deployments": int(after["deployments"] != before["deployments"])}
 
 
 def _hosts(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, set[str]]:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from dicom_builders import PATIENT_ID, PATIENT_NAME, screening_exam
 from pipelines import config, db, deployments, features
 from pipelines.deployments import Deployment
 from pipelines.errors import PermanentError
+from pipelines.locks import stage_lock
 from pipelines.screening import batches, capture, merge, plans, run, staging
 from pipelines.screening.writeback import encode
 
@@ -321,3 +325,51 @@ def test_flags_rank_the_whole_night_not_each_batch() -> None:
     assert reason == "reading capacity (top 2)"
     rows, reason = merge.flag(exams, dataclasses.replace(dep, operating_point=0.85), None)
     assert [r.flagged for r in rows] == [True, False, False, False, True] and reason == "operating point"
+
+
+@pytest.mark.parametrize("results_database", ["postgresql"], indirect=True)  # a real row lock
+def test_two_attempts_staging_one_batch_at_once_leave_the_files_its_row_names(
+        night: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch retried while its first attempt still runs (issue 18, item 6): both attempts
+    have written their files when the first commits. Each used to delete every file of the
+    batch but its own after committing, so the last row named files that were gone and the
+    merge failed."""
+    planned = batches.plan(NIGHT)
+    b = planned.batches[0]
+    batches.score_batch(b.task, b.date, b.batch, b.plan_id, b.exams)
+    plan = plans.load_plan("mammo", NIGHT)
+    (staged,) = staging.read_batches(plan)
+    both_written = threading.Barrier(2, timeout=60)
+    real_write = staging.write_file
+
+    def write_then_wait(path: Path, write: Any, **kw: Any) -> Path:
+        out = real_write(path, write, **kw)
+        if path.suffix == ".parquet":  # the attempt's last file: now both have theirs
+            both_written.wait()
+        return out
+
+    monkeypatch.setattr(staging, "write_file", write_then_wait)
+    with ThreadPoolExecutor(2) as pool:
+        attempts = [pool.submit(staging.write_batch, plan, staged) for _ in range(2)]
+        for attempt in attempts:
+            attempt.result(timeout=120)
+    (again,) = staging.read_batches(plan)  # the row's files are there
+    assert np.array_equal(again.images, staged.images) and again.exams == staged.exams
+    assert len(list(plans.folder("mammo", NIGHT).iterdir())) == 2  # only the row's arrays and features
+
+
+def test_a_second_screening_of_the_task_waits_for_the_first(night: dict[str, Any]) -> None:
+    """Two `radflow screen` of a task at once raced on the staged files and the worklist
+    folder, and one failed half-way (issue 18, item 6): the second now waits on the task's
+    lock, then completes."""
+    with ThreadPoolExecutor(1) as pool:
+        with stage_lock("screen-mammo"):  # a first run of the task holds it
+            second = pool.submit(run.run, NIGHT, notify=False)
+            time.sleep(2)
+            waited = not second.done()
+            untouched = _table("screening_plans") == [] and _table("screening_runs") == []
+        result = second.result(timeout=120)
+    assert waited and untouched
+    assert (result.exams, len(result.quarantined)) == (5, 1)
+    (record,) = _table("screening_runs")
+    assert record["status"] == "complete"
