@@ -250,8 +250,8 @@ def generate(count: int, seed: int, seeds: Sequence[str]) -> list[Case]:
     """
     found: dict[Case, None] = {}
     run = 0
-    while len(found) < count:
-        for case in _drawn(min(BATCH, count - len(found)), seed + run, seeds):
+    while len(found) < count:  # whole runs: a short one would draw its simplest cases only
+        for case in _drawn(BATCH, seed + run, seeds):
             if len(found) < count:
                 found.setdefault(case)
         run += 1

@@ -59,7 +59,7 @@ class Outcome:
     phi_check: bool = False  # rejected by de-identification's own check (PhiDetected)
     leaks_in_output: int = 0  # input identifiers found in what passed
     leaks_in_reason: int = 0
-    unscanned: int = 0  # files of the study whose identifiers could not be listed
+    unscanned: int = 0  # views whose own file could not be read for its identifiers
     skipped: tuple[str, ...] = ()
     runs: int = 1
     control_seconds: float = 0.0  # the clean study, just before a second run
