@@ -27,7 +27,7 @@ PIP_NET := --timeout 30 --retries 2
 # cpu.py is the benchmarks' CPU sampler; sizing.py reads their results (run last by `make bench`)
 BENCHES := $(patsubst benchmarks/%.py,%,$(filter-out benchmarks/__init__.py benchmarks/common.py benchmarks/cpu.py benchmarks/sizing.py,$(wildcard benchmarks/*.py)))
 
-.PHONY: bootstrap system-deps demo test test-fast lint typecheck bench lock clean reliability-full
+.PHONY: bootstrap system-deps demo test test-fast lint typecheck bench lock clean reliability-full reliability-load
 
 bootstrap: system-deps $(STAMP) $(TRITON_STAMP) $(INFRA_STAMP)
 
@@ -90,6 +90,12 @@ test: bootstrap
 reliability-full: bootstrap
 	RADFLOW_FUZZ_FILES=5000 $(VENV)/bin/python -m pytest --timeout 0 tests/reliability/test_fuzz_dicom.py
 	RADFLOW_KILL_TRIALS=10 $(VENV)/bin/python -m pytest --timeout 0 tests/reliability/test_kill_trials.py
+
+# Load (docs/reliability.md, item 8): a night of 2,000 exams C-STOREd at full speed while it is
+# screened, then caught up by the next night's run; peak RSS of every radflow process
+# (tests/reliability/test_load.py; `make test` pushes 40). About 45 min and 4 GB in Orthanc.
+reliability-load: bootstrap
+	RADFLOW_LOAD_EXAMS=2000 $(VENV)/bin/python -m pytest --timeout 0 tests/reliability/test_load.py
 
 test-fast: bootstrap
 	$(VENV)/bin/python -m pytest -m "not integration"

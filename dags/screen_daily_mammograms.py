@@ -33,6 +33,12 @@ batch reruns and replaces that batch only. `merge_screening` runs once every bat
 capacity ranks every exam), the results in one keyed transaction, the SR, CAD SR and
 heatmaps, the worklist. A night without exams has no batch and still gets its (empty) page.
 
+`catch_up_late_arrivals` then screens again, whole, each night of the previous
+RADFLOW_SCREENING_LATE_DAYS (7) days whose studies in the gateway grew after it was planned
+(a study that arrived late, or was still arriving while its night was planned:
+pipelines/screening/late.py), delivers its results, and `notify_late_arrivals` notifies
+their flagged exams.
+
 Missed nights are caught up one at a time from the go-live moment (RADFLOW_SCREENING_START_DATE).
 Tasks that read or write the gateway Orthanc take a slot of the `pacs` pool; those that talk
 to the PACS or plan and merge the night run on the `pacs` queue. A night not finished by
@@ -115,6 +121,26 @@ def screen_daily_mammograms() -> None:
 
         return notify_night(screen["worklist"])
 
+    @task(pool="pacs", queue="pacs")
+    def catch_up_late_arrivals(screen: dict) -> list[dict]:
+        from pipelines.gateway import deliver
+        from pipelines.orchestration.tasks import call_stage
+        from pipelines.screening import late, run
+
+        caught = []
+        for night in late.late_nights(screen["date"], screen["task"]):
+            result = call_stage(run.night, study_date=night.date, task=screen["task"], notify=False)
+            call_stage(deliver.run, study_date=night.date, task=screen["task"])
+            caught.append({"date": night.date, "late": night.late, "exams": result["exams"],
+                           "flagged": result["flagged"], "worklist": result["worklist"]})
+        return caught
+
+    @task
+    def notify_late_arrivals(caught: list[dict]) -> list[dict]:
+        from pipelines.orchestration.mail import notify_night
+
+        return [notify_night(night["worklist"]) for night in caught]
+
     @task(queue="pacs")
     def apply_retention(delivered: dict) -> dict:
         from pipelines.gateway import purge
@@ -127,6 +153,10 @@ def screen_daily_mammograms() -> None:
     screened = merge_screening(study_date)
     scored >> screened
     notify_reading_room(screened)
-    apply_retention(deliver_results(screened))
+    delivered = deliver_results(screened)
+    apply_retention(delivered)
+    caught = catch_up_late_arrivals(screened)
+    delivered >> caught  # tonight's results reach the PACS and the RIS first
+    notify_late_arrivals(caught)
 
 screen_daily_mammograms()

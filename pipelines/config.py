@@ -203,6 +203,9 @@ class RadflowSettings(BaseSettings):
     # Exams per scoring batch: the night is cut into batches of this many, scored by
     # separate tasks (possibly on several workers), merged once every batch is in.
     screening_batch_exams: int = Field(default=50, ge=1)
+    # Late arrivals: each night's run also screens again the nights of the previous this many
+    # days whose studies in the gateway grew after they were planned (0: never).
+    screening_late_days: int = Field(default=7, ge=0, le=60)
     # Notification of a published night (pipelines/notify.py, orchestration/notify.py)
     notify_webhook_url: SecretStr | None = None  # POST JSON here; may embed a token, so secret
     notify_webhook_timeout_s: float = Field(default=10.0, gt=0)

@@ -237,6 +237,11 @@ class ScreenResult(StageResult):
     not_retrieved: list[Quarantined] = dataclasses.field(default_factory=list)
     batches: int = 0  # scoring batches the night was cut into (RADFLOW_SCREENING_BATCH_EXAMS)
     plan_id: str = ""
+    # studies of the date still arriving when the night was planned: left out, screened by
+    # the next night's catch-up (pipelines/screening/late.py)
+    arriving: int = 0
+    # earlier nights screened again, after this one, for their late arrivals (one-process runs)
+    caught_up: list[ScreenResult] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +267,7 @@ class ScreeningPlan(StageResult):
     exams: int
     batch_exams: int
     batches: list[ScreeningBatch]
+    arriving: int = 0  # studies still arriving, left out for the next night's catch-up
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,7 +50,8 @@ redis_server = _load_sibling("redis_server")
 LONGEST_FIRST = (
     "integration/test_e2e_dags.py", "integration/test_pipeline.py", "reliability/test_kill_trials.py",
     "reliability/test_outages.py", "integration/test_monitoring_drift.py", "integration/test_scheduler.py",
-    "reliability/test_concurrency.py", "reliability/test_disk_full.py", "integration/test_chest_loop.py",
+    "reliability/test_concurrency.py", "reliability/test_disk_full.py", "reliability/test_load.py",
+    "integration/test_chest_loop.py",
     "integration/test_promotion.py", "integration/test_hospital_pacs.py",
 )
 

@@ -2,7 +2,12 @@
 
 `plan` lists the night's studies of the task's modality in the gateway Orthanc (as exam
 pseudonyms and Orthanc ids, in a stable order), cuts them into batches of
-RADFLOW_SCREENING_BATCH_EXAMS and returns the batches as references. `score_batch` does the
+RADFLOW_SCREENING_BATCH_EXAMS and returns the batches as references. A study still arriving
+(not yet marked stable by Orthanc: instances received within RADFLOW_ORTHANC_STABLE_AGE_S) is
+waited for up to that long plus ARRIVAL_MARGIN_S; one still arriving then is left out of the plan and
+counted (`arriving`): the next night's run screens it with the other late arrivals
+(pipelines/screening/late.py), so an exam is never screened, or quarantined for missing
+views, while its images are still coming in. `score_batch` does the
 heavy per-view work of one batch: download, views checked, preprocessing, image QC (a study
 that cannot be screened is quarantined with its reason), the champion's probabilities and
 heatmaps on Triton, the exam score and suspicion 1-10, the shadow's scores, the monitoring
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +40,7 @@ from pipelines.tasks import TaskDefinition, get_task
 from pipelines.triton_client import TritonClient
 
 log = logging.getLogger(__name__)
+ARRIVAL_MARGIN_S = 5.0  # beyond Orthanc's stable age, for a study still arriving at planning
 
 
 def plan(study_date: str, task: str = "mammo") -> ScreeningPlan:
@@ -45,7 +52,8 @@ def plan(study_date: str, task: str = "mammo") -> ScreeningPlan:
     deployed = current_deployment(spec.triton_model)
     shadow_dep = find("shadow", spec.triton_model)
     with OrthancClient(s) as client:
-        studies = night_studies(client, spec, study_date)
+        studies, arriving = night_studies(client, spec, study_date,
+                                          wait_s=s.orthanc_stable_age_s + ARRIVAL_MARGIN_S)
     night = plans.make_plan(spec.name, study_date, deployed.model_version, s.screening_batch_exams, studies)
     changed = plans.save_plan(night)
     pruned = plans.prune(spec.name, keep=study_date)
@@ -53,23 +61,32 @@ def plan(study_date: str, task: str = "mammo") -> ScreeningPlan:
                   deployed.model_name, deployed.model_version,
                   shadow_dep.model_version if shadow_dep else None, s.screening_capacity)
     cut = night.batches()
-    log.info("plan %s %s: %d studies in %d batches of up to %d (plan %s, %s); staging of %d "
-             "completed nights dropped", spec.name, study_date, len(night.studies), len(cut),
-             night.batch_exams, night.plan_id, "new" if changed else "unchanged", len(pruned))
+    log.info("plan %s %s: %d studies in %d batches of up to %d (plan %s, %s), %d still arriving "
+             "(left for the next night's catch-up); staging of %d completed nights dropped", spec.name,
+             study_date, len(night.studies), len(cut), night.batch_exams, night.plan_id,
+             "new" if changed else "unchanged", arriving, len(pruned))
     return ScreeningPlan(
         task=spec.name, date=study_date, plan_id=night.plan_id, model_version=night.model_version,
-        exams=len(night.studies), batch_exams=night.batch_exams,
+        exams=len(night.studies), batch_exams=night.batch_exams, arriving=arriving,
         batches=[ScreeningBatch(spec.name, study_date, i, night.plan_id, [p.exam_id for p in b])
                  for i, b in enumerate(cut)])
 
 
-def night_studies(client: OrthancClient, task: TaskDefinition, study_date: str) -> list[tuple[str, str]]:
-    """(exam pseudonym, Orthanc id) of the date's studies of the task's modality; a study
-    without a valid StudyInstanceUID is listed as `orthanc:<id prefix>` (its batch
+def night_studies(client: OrthancClient, task: TaskDefinition, study_date: str,
+                  wait_s: float = 0.0) -> tuple[list[tuple[str, str]], int]:
+    """(exam pseudonym, Orthanc id) of the date's stable studies of the task's modality, and
+    how many were still arriving after waiting up to `wait_s` for them to become stable. A
+    study without a valid StudyInstanceUID is listed as `orthanc:<id prefix>` (its batch
     quarantines it)."""
     found = client.find_studies(study_date.replace("-", ""), task.modality)
-    uids = {sid: str(client.study(sid).get("MainDicomTags", {}).get("StudyInstanceUID", "") or "")
-            for sid in found}
+    studies = {sid: client.study(sid) for sid in found}
+    deadline = time.monotonic() + wait_s
+    while (arriving := [sid for sid, st in studies.items() if not st.get("IsStable", True)]) \
+            and time.monotonic() < deadline:
+        time.sleep(1.0)
+        studies.update({sid: client.study(sid) for sid in arriving})
+    uids = {sid: str(st.get("MainDicomTags", {}).get("StudyInstanceUID", "") or "")
+            for sid, st in studies.items() if sid not in arriving}
     out = []
     with db.get_engine().begin() as conn:
         for sid, uid in uids.items():
@@ -77,7 +94,7 @@ def night_studies(client: OrthancClient, task: TaskDefinition, study_date: str) 
                 out.append((pseudonym_for(conn, "study", uid), sid))
             except InvalidStudy:
                 out.append((f"orthanc:{sid[:8]}", sid))
-    return out
+    return out, len(arriving)
 
 
 def score_batch(task: str, date: str, batch: int, plan_id: str,

@@ -4,14 +4,21 @@ Refuses (PermanentError naming the batch indexes) while a batch of the plan has 
 its results. Then, over the whole night: the flags (the operating point, or the reading
 capacity, which ranks every exam of the night), the results in one keyed transaction
 (upserted by exam and model version, as a one-shot night wrote them), the shadow's
-agreement, the night's monitoring features, the DICOM SR, CAD SR and heatmap series into
-each study (the headers read again from the gateway Orthanc: they are never staged), the
-worklist and the notification. The SR and the worklist exist only for a complete night.
-Every write is keyed, so a rerun of the merge replaces and never duplicates.
+agreement, the night's monitoring features. Then batch by batch: the DICOM SR, CAD SR and
+heatmap series into each study (the headers read again from the gateway Orthanc: they are
+never staged) and the exams' worklist images; then the worklist page, published whole, and
+the notification. The SR and the worklist exist only for a complete night. Every write is
+keyed, so a rerun of the merge replaces and never duplicates.
+
+Memory is bounded by the batch size, not by the night: the merge holds one row per exam of
+the night (scores, flags, QC flags, monitoring features) and one batch's arrays (model
+inputs and heatmaps) and DICOM headers at a time (RADFLOW_SCREENING_BATCH_EXAMS exams),
+dropped before the next batch's are read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -31,10 +38,12 @@ from pipelines.screening import suspicion as scoring
 from pipelines.screening.collect import PreparedExam, PreparedView
 from pipelines.screening.notice import announce
 from pipelines.screening.timing import StageTimer, summed
-from pipelines.tasks import get_task
+from pipelines.tasks import TaskDefinition, get_task
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from pipelines.screening.worklist import NightDraft
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +64,13 @@ def merge(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenRe
     rid = results.run_id(spec.name, study_date, deployed.model_version)
     missing = not_retrieved(spec.name, study_date)  # pull mode: what the PACS could not send
     timer = StageTimer()
-    staged: list[staging.StagedBatch] = []
+    staged: list[staging.StagedRecord] = []
     try:
         with timer("gather"):
-            staged = staging.read_batches(night)
+            staged = staging.read_staged(night)
         exams = [e for b in staged for e in b.exams]
         scored = [e for e in exams if e.reason is None]
         held = [Quarantined(id=e.study_id, reason=e.reason or "") for e in exams if e.reason is not None]
-        images, heatmaps = _stacked([b.images for b in staged]), _stacked([b.heatmaps for b in staged])
         with timer("aggregate"):
             rows, reason = flag(scored, deployed, s.screening_capacity)
         with timer("shadow"):
@@ -72,19 +80,18 @@ def merge(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenRe
         with timer("store"):
             results.store(rid, spec.name, study_date, deployed.model_version, reason, rows)
             capture.write_night(spec.name, study_date, deployed.model_version, night_features(staged))
-        with OrthancClient(s) as client:
-            with timer("headers"):
-                prepared = prepared_exams(client, scored, images, s.download_workers)
-            with timer("write_back"):
-                written = publish.write_back(client, spec, deployed, prepared, rows, heatmaps)
-        with timer("worklist"):
+        with OrthancClient(s) as client, contextlib.ExitStack() as unpublished:
             # the shadow stays off the radiologists' page: its agreement is in the run's output
-            pages = publish.worklist(spec, study_date, deployed, prepared, rows, heatmaps, reason,
-                                     client.url, None, len(held), tuple(missing))
+            pages = unpublished.enter_context(publish.worklist(
+                spec, study_date, deployed, [e.study_id for e in scored], rows, reason, client.url,
+                None, len(held), tuple(missing)))
+            written = write_out(client, spec, deployed, night, staged, rows, reason, pages, timer)
+            with timer("worklist"):
+                unpublished.close()  # the page and exports written, the night published
         notified = 0
         if notify:  # the DAG notifies in its own retried task instead
             with timer("notify"):
-                notified = len(announce(pages.html).flagged)
+                notified = len(announce(pages.files.html).flagged)
     except Exception as exc:
         results.finish(rid, "failed", error=f"{type(exc).__name__}: {exc}"[:2000],
                        stage_seconds=summed(*(b.stage_seconds for b in staged), timer.seconds))
@@ -93,15 +100,47 @@ def merge(study_date: str, task: str = "mammo", notify: bool = True) -> ScreenRe
     flagged = sum(r.flagged for r in rows)
     discounted = sum(1 for r in rows if not r.all_flagged for v in r.views if v.qc.discounted)
     results.finish(rid, "complete", exams=len(rows), flagged=flagged, quarantined=len(held),
-                   views_discounted=discounted, stage_seconds=seconds, worklist=str(pages.html))
+                   views_discounted=discounted, stage_seconds=seconds, worklist=str(pages.files.html))
     log.info("screen %s %s: %d exams in %d batches, %d flagged (%s), %d views discounted, %d quarantined",
              spec.name, study_date, len(rows), len(staged), flagged, reason, discounted, len(held))
-    return ScreenResult(date=study_date, exams=len(rows), flagged=flagged, worklist=str(pages.html),
-                        model_version=deployed.model_version, views_scored=int(len(images)),
+    return ScreenResult(date=study_date, exams=len(rows), flagged=flagged, worklist=str(pages.files.html),
+                        model_version=deployed.model_version,
+                        views_scored=sum(len(e.views) for e in scored),
                         quarantined=held, shadow=agreement, task=spec.name, run_id=rid,
                         flag_reason=reason, views_discounted=discounted, stage_seconds=seconds,
                         write_back=written, notified=notified, not_retrieved=missing,
                         batches=len(staged), plan_id=night.plan_id)
+
+
+def write_out(client: OrthancClient, spec: TaskDefinition, deployed: Deployment, night: plans.Plan,
+              staged: Sequence[staging.StagedRecord], rows: Sequence[results.ExamRow], reason: str,
+              pages: NightDraft, timer: StageTimer) -> dict[str, int]:
+    """Batch by batch, with only that batch's arrays and headers in memory: its exams' SR,
+    CAD SR and heatmaps into their studies, and their worklist images into the `pages`
+    (`rows`: the night's scored exams, in plan order as the batches hold them).
+
+    Returns:
+        The write-back's {"exams", "stored", "replaced"} counts over the night.
+    """
+    workers = get_settings().download_workers
+    written = {"exams": 0, "stored": 0, "replaced": 0}
+    first = 0
+    for batch in staged:
+        scored = [e for e in batch.exams if e.reason is None]
+        mine = list(rows[first:first + len(scored)])
+        with timer("gather"):
+            images, heatmaps = staging.read_arrays(night, batch)
+        with timer("headers"):
+            prepared = prepared_exams(client, scored, images, workers)
+        with timer("write_back"):
+            counts = publish.write_back(client, spec, deployed, prepared, mine, heatmaps)
+        with timer("worklist"):
+            pages.render(first, publish.entries([e.study_id for e in scored], mine, reason, client.url,
+                                                prepared, heatmaps))
+        written = {k: written[k] + counts[k] for k in written}
+        first += len(scored)
+        del images, heatmaps, prepared  # before the next batch's are read
+    return written
 
 
 def flag(scored: Sequence[staging.StagedExam], deployed: Deployment,
@@ -135,7 +174,7 @@ def prepared_exams(client: OrthancClient, scored: Sequence[staging.StagedExam], 
     return out
 
 
-def night_features(staged: Sequence[staging.StagedBatch]) -> pd.DataFrame:
+def night_features(staged: Sequence[staging.StagedRecord]) -> pd.DataFrame:
     """The night's monitoring features: the batches' rows in plan order."""
     import pandas as pd
 
@@ -143,10 +182,3 @@ def night_features(staged: Sequence[staging.StagedBatch]) -> pd.DataFrame:
     if not frames:
         return features.frame([])
     return features.frame(pd.concat(frames, ignore_index=True).to_dict("records"))
-
-
-def _stacked(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Per-view arrays of the batches, one after the other (batches without views left out:
-    their empty arrays may have another shape)."""
-    kept = [p for p in parts if len(p)]
-    return np.concatenate(kept) if kept else np.zeros((0, 1, 1), np.float32)

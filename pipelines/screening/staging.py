@@ -11,6 +11,11 @@ another worker staging the same batch at the same time (a retry while the first 
 still runs) may have written its files already, and the row may name them next. Files of
 an attempt that died before its commit stay until the night is planned anew or pruned.
 DICOM headers are never staged: the merge reads them again from the gateway Orthanc.
+
+The merge reads a night in two steps, so that its memory is bounded by the batch size
+(RADFLOW_SCREENING_BATCH_EXAMS), not by the night: `read_staged` returns every batch's
+small parts (exams, scores, QC flags, features, shadow, stage seconds) without its arrays,
+and `read_arrays` loads one batch's arrays when the merge comes to it.
 """
 
 from __future__ import annotations
@@ -74,6 +79,19 @@ class StagedBatch:
     features: pd.DataFrame
     shadow: ShadowScores | None
     stage_seconds: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedRecord:
+    """A staged batch without its arrays, which stay in the file `arrays` until `read_arrays`
+    loads them: what the merge holds of every batch of the night at once."""
+
+    batch: int
+    exams: tuple[StagedExam, ...]
+    features: pd.DataFrame
+    shadow: ShadowScores | None
+    stage_seconds: dict[str, float]
+    arrays: Path
 
 
 def _files(plan: Plan, batch: int, token: str) -> tuple[Path, Path]:
@@ -176,8 +194,8 @@ def missing_batches(plan: Plan) -> list[int]:
     return [i for i, studies in enumerate(plan.batches()) if counts.get(i, 0) != len(studies)]
 
 
-def read_batches(plan: Plan) -> list[StagedBatch]:
-    """Every batch of the plan as it staged it, in order.
+def read_staged(plan: Plan) -> list[StagedRecord]:
+    """Every batch of the plan as it staged it, in order, without its arrays (`read_arrays`).
 
     Raises:
         PermanentError: a batch has not staged its results for this plan (named by index),
@@ -203,16 +221,50 @@ def read_batches(plan: Plan) -> list[StagedBatch]:
     for i, studies in enumerate(plan.batches()):
         arrays, features = _files(plan, i, rows[i]["arrays"])
         if not arrays.is_file() or not features.is_file():
-            raise PermanentError(f"{plan.task} {plan.study_date}: the staged arrays of batch {i} "
-                                 f"are missing under {arrays.parent} (is RADFLOW_LAKE_STORE shared "
-                                 "by every worker?): score the batch again")
-        with np.load(arrays) as loaded:
-            images, heatmaps = loaded["images"], loaded["heatmaps"]
+            raise _gone(plan, i, arrays)
         positions = {p.position for p in studies}
         mine = tuple(e for e in exams if e.position in positions)
-        out.append(StagedBatch(i, mine, images, heatmaps, pd.read_parquet(features),
-                               _shadow(rows[i]["shadow"], mine), dict(rows[i]["stage_seconds"])))
+        out.append(StagedRecord(i, mine, pd.read_parquet(features), _shadow(rows[i]["shadow"], mine),
+                                dict(rows[i]["stage_seconds"]), arrays))
     return out
+
+
+def read_arrays(plan: Plan, staged: StagedRecord) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's `images` [V, H, W] and `heatmaps` [V, h, w], the views of its scored exams
+    exam by exam.
+
+    Raises:
+        PermanentError: the batch's arrays are gone (named by index), or hold another number
+            of views than its exams.
+    """
+    try:
+        with np.load(staged.arrays) as loaded:
+            images, heatmaps = loaded["images"], loaded["heatmaps"]
+    except FileNotFoundError:
+        raise _gone(plan, staged.batch, staged.arrays) from None
+    views = sum(len(e.views) for e in staged.exams if e.reason is None)
+    if len(images) != views or len(heatmaps) != views:
+        raise PermanentError(f"{plan.task} {plan.study_date}: batch {staged.batch} staged {views} "
+                             f"views but {len(images)} images and {len(heatmaps)} heatmaps: score "
+                             "the batch again")
+    return images, heatmaps
+
+
+def read_batches(plan: Plan) -> list[StagedBatch]:
+    """Every batch of the plan as it staged it, in order, arrays included: all of them in
+    memory at once, so the merge reads `read_staged` and `read_arrays` instead.
+
+    Raises:
+        PermanentError: as `read_staged` and `read_arrays`.
+    """
+    return [StagedBatch(b.batch, b.exams, *read_arrays(plan, b), b.features, b.shadow, b.stage_seconds)
+            for b in read_staged(plan)]
+
+
+def _gone(plan: Plan, batch: int, arrays: Path) -> PermanentError:
+    return PermanentError(f"{plan.task} {plan.study_date}: the staged arrays of batch {batch} "
+                          f"are missing under {arrays.parent} (is RADFLOW_LAKE_STORE shared "
+                          "by every worker?): score the batch again")
 
 
 def _shadow(recorded: dict[str, Any] | None, exams: Sequence[StagedExam]) -> ShadowScores | None:

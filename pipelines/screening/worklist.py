@@ -15,6 +15,11 @@ rename: a reader sees the previous night or the new one, never a mix. The old ve
 removed afterwards. Nothing written carries a time stamp, so a rerun with the same inputs
 writes the same bytes. Pages need no network and no JavaScript (they work from file://).
 
+`drafted_night` writes a night in parts, so that its caller holds one batch's images at a
+time: every exam's rank is fixed first from the whole night's entries (without images),
+the images go in batch by batch (`NightDraft.render`), and the page and exports are
+written and the night published when the block ends. `publish_night` does it in one go.
+
 CSV columns, in this order (stable; add at the end only): study_date, task, model_version,
 rank, exam_id, suspicion, score, flagged (0/1), flag_reason, discounted_views (";"-joined),
 qc_flags ("VIEW:code" ";"-joined), qc_reasons ("VIEW: reason" ";"-joined), study_url, then
@@ -23,6 +28,7 @@ qc_flags ("VIEW:code" ";"-joined), qc_reasons ("VIEW: reason" ";"-joined), study
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import html
@@ -31,6 +37,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,7 +106,11 @@ class NightFiles:
 
 def ordered(entries: list[WorklistEntry]) -> list[WorklistEntry]:
     """Highest suspicion first, then highest score, then exam id (a stable order)."""
-    return sorted(entries, key=lambda e: (-e.suspicion, -e.score, e.exam_id))
+    return sorted(entries, key=_rank_key)
+
+
+def _rank_key(e: WorklistEntry) -> tuple[int, float, str]:
+    return -e.suspicion, -e.score, e.exam_id
 
 
 def _check(night: Night, entries: list[WorklistEntry]) -> None:
@@ -315,16 +326,77 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} to the worklist JSON")
 
 
-def _write_night(folder: Path, night: Night, rows: list[WorklistEntry]) -> None:
-    (folder / "img").mkdir()
-    # PNG encoding releases the GIL: threads use both cores (4,000 views: ~6 s instead of ~12 s)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        pictures = list(pool.map(_write_images, [folder] * len(rows), range(1, len(rows) + 1), rows))
-    (folder / "index.html").write_text(night_page(night, rows, pictures), encoding="utf-8")
-    (folder / "worklist.csv").write_text(night_csv(night, rows), encoding="utf-8")
-    (folder / "worklist.json").write_text(
-        json.dumps(night_json(night, rows), indent=1, sort_keys=True, default=_plain) + "\n",
-        encoding="utf-8")
+class NightDraft:
+    """A night's worklist being written into its unpublished version folder (`drafted_night`)."""
+
+    def __init__(self, folder: Path, live: Path, night: Night, entries: list[WorklistEntry],
+                 pool: ThreadPoolExecutor) -> None:
+        self.files = NightFiles(live, live / "index.html", live / "worklist.csv", live / "worklist.json")
+        self._folder, self._night, self._entries, self._pool = folder, night, entries, pool
+        # the page's order, known before any image: rank r shows entries[order[r - 1]]
+        self._order = sorted(range(len(entries)), key=lambda i: _rank_key(entries[i]))  # as `ordered`
+        self._rank = {i: r for r, i in enumerate(self._order, 1)}
+        self._pictures: dict[int, dict[str, tuple[str, str]]] = {}
+        (folder / "img").mkdir()
+
+    def render(self, first: int, entries: Sequence[WorklistEntry]) -> None:
+        """Write the PNGs of the night's entries `first`, `first + 1`, ...: `entries` are
+        those entries again, now with their images (dropped again by the caller).
+
+        Raises:
+            PermanentError: an image or heatmap is not a finite 2-D array (exam and view named).
+            ValueError: an entry is not the night's entry at its index.
+        """
+        for k, e in enumerate(entries):
+            if first + k >= len(self._entries) or self._entries[first + k].exam_id != e.exam_id:
+                raise ValueError(f"worklist: exam {e.exam_id} is not entry {first + k} of the night")
+        indexes = range(first, first + len(entries))
+        # PNG encoding releases the GIL: threads use both cores (4,000 views: ~6 s instead of ~12 s)
+        pictures = self._pool.map(_write_images, [self._folder] * len(entries),
+                                  [self._rank[i] for i in indexes], entries)
+        self._pictures.update(zip(indexes, pictures, strict=True))
+
+    def write_pages(self) -> None:
+        """The page and the exports; an entry never rendered shows "no image"."""
+        rows = [self._entries[i] for i in self._order]
+        pictures = [self._pictures.get(i, {}) for i in self._order]
+        folder, night = self._folder, self._night
+        (folder / "index.html").write_text(night_page(night, rows, pictures), encoding="utf-8")
+        (folder / "worklist.csv").write_text(night_csv(night, rows), encoding="utf-8")
+        (folder / "worklist.json").write_text(
+            json.dumps(night_json(night, rows), indent=1, sort_keys=True, default=_plain) + "\n",
+            encoding="utf-8")
+
+
+@contextlib.contextmanager
+def drafted_night(folder: Path, night: Night, entries: list[WorklistEntry]) -> Iterator[NightDraft]:
+    """Yield the night's draft to render its images into; when the block ends without an
+    exception, write the page and exports and publish the night (a rerun replaces it
+    atomically).
+
+    Args:
+        folder: the worklists folder; the night goes to `<folder>/<task>/<date>/`.
+        night: the night's summary.
+        entries: every screened exam of the night, in any order; their images are not used
+            (`NightDraft.render` takes them, batch by batch).
+
+    Yields:
+        The draft; its `files` are the published files, through the stable `<task>/<date>`
+        path, once the block has ended.
+
+    Raises:
+        PermanentError: a bad date, task name, study link or suspicion (named), before the
+            block; nothing is published then, nor when the block raises, and the previous
+            version stays.
+    """
+    _check(night, entries)
+    live = folder / night.task / night.study_date
+    with publish_linked_dir(live) as staged, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        draft = NightDraft(staged, live, night, entries, pool)
+        yield draft
+        draft.write_pages()
+    log.info("worklist: %s %s published, %d exams, %d flagged", night.task, night.study_date,
+             len(entries), sum(e.flagged for e in entries))
 
 
 def publish_night(folder: Path, night: Night, entries: list[WorklistEntry]) -> NightFiles:
@@ -342,14 +414,9 @@ def publish_night(folder: Path, night: Night, entries: list[WorklistEntry]) -> N
         PermanentError: a bad date, task name, study link, suspicion or image (named);
             nothing is published then and the previous version stays.
     """
-    _check(night, entries)
-    rows = ordered(entries)
-    live = folder / night.task / night.study_date
-    with publish_linked_dir(live) as staged:
-        _write_night(staged, night, rows)
-    log.info("worklist: %s %s published, %d exams, %d flagged", night.task, night.study_date,
-             len(rows), sum(e.flagged for e in rows))
-    return NightFiles(live, live / "index.html", live / "worklist.csv", live / "worklist.json")
+    with drafted_night(folder, night, entries) as draft:
+        draft.render(0, entries)
+    return draft.files
 
 
 def nights(folder: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from pipelines.config import get_settings
 from pipelines.deployments import (
     DEFAULT_NAMES,
     Deployment,
+    Slot,
     check_slot,
     find,
     record,
@@ -33,6 +34,7 @@ from pipelines.deployments import (
 from pipelines.domain import DeployResult, UndeployResult
 from pipelines.errors import DeploymentFailed, PermanentError, UnapprovedChampion
 from pipelines.layout import CLASSIFIER_ADAPTER
+from pipelines.locks import stage_lock
 from pipelines.modelfiles import integrity
 from pipelines.publish import publish_dir
 from pipelines.scoring import SUSPICION_TAG
@@ -70,23 +72,54 @@ def _result(dep: Deployment, smoke: float, action: str) -> DeployResult:
                         previous_version=dep.previous_version, sha256=dep.sha256, action=action)
 
 
+def downloads_dir() -> Path:
+    return get_settings().state / "serving" / "downloads"
+
+
+def clear_leftovers(model: str) -> int:
+    """Remove what a killed deploy of Triton model `model` left: its download, and hidden
+    entries in the model's folder (a half-published version folder, which Triton skips, or a
+    config being written). Call it with the model's deploy lock held; returns how many."""
+    folder = get_settings().triton_repository / model
+    hidden = [p for p in folder.iterdir() if p.name.startswith(".")] if folder.is_dir() else []
+    downloads = list(downloads_dir().glob(f"{model}-*")) if downloads_dir().is_dir() else []
+    for path in (*hidden, *downloads):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return len(hidden) + len(downloads)
+
+
 def deploy(uri: str | None = None, slot: str = "champion", name: str | None = None,
            task: str = "mammo") -> DeployResult:
     """Serve the registered version `uri` names in the `slot` of screening `task` (default
-    URI: the task model's champion alias for the champion slot, its challenger for shadow)."""
-    s = get_settings()
+    URI: the task model's champion alias for the champion slot, its challenger for shadow).
+
+    One deploy of a slot runs at a time, wherever it runs (the lock `deploy-<Triton model>`,
+    pipelines/locks.py); it first removes what a killed deploy of the slot left.
+
+    Raises:
+        LockHeld: another deploy of the slot held its lock for 600 s (a retry may succeed).
+    """
     slot_, spec = check_slot(slot), get_task(task)
+    model = triton_name(slot_, spec.triton_model)
+    with stage_lock(f"deploy-{model}"):
+        if cleared := clear_leftovers(model):
+            log.warning("deploy: removed %d leftovers of an interrupted deploy of %s", cleared, model)
+        return _deploy(uri, slot_, spec, model, name)
+
+
+def _deploy(uri: str | None, slot_: Slot, spec: TaskDefinition, model: str,
+            name: str | None) -> DeployResult:
+    s = get_settings()
     uri = uri or model_uri(spec.registered_model, "champion" if slot_ == "champion" else "challenger")
     client = mlflow_client()
     mv = integrity.resolve(client, uri)
     if slot_ == "champion":
         approvals.require_approved(mv.name, str(mv.version))
     expected, version = integrity.registered_sha(mv), int(mv.version)
-    model = triton_name(slot_, spec.triton_model)
     current = find(slot_, spec.triton_model)
     folder = s.triton_repository / model / str(version)
     if not (folder / "model.onnx").exists() or integrity.sha256(folder / "model.onnx") != expected:
-        work = s.state / "serving" / "downloads" / f"{model}-{version}-{uuid.uuid4().hex[:6]}"
+        work = downloads_dir() / f"{model}-{version}-{uuid.uuid4().hex[:6]}"
         try:
             onnx_file = integrity.fetch_onnx(str(mv.run_id), expected, work)
             write_version(s.triton_repository, model, version, onnx_file)

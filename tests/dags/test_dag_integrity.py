@@ -45,9 +45,12 @@ EXPECTED = {
                                 "retrieve_from_pacs": ["plan_screening"],
                                 "plan_screening": ["score_batch"],
                                 "score_batch": ["merge_screening"],
-                                "merge_screening": ["deliver_results", "notify_reading_room"],
-                                "deliver_results": ["apply_retention"], "apply_retention": [],
-                                "notify_reading_room": []},
+                                "merge_screening": ["catch_up_late_arrivals", "deliver_results",
+                                                    "notify_reading_room"],
+                                "deliver_results": ["apply_retention", "catch_up_late_arrivals"],
+                                "apply_retention": [],
+                                "catch_up_late_arrivals": ["notify_late_arrivals"],
+                                "notify_late_arrivals": [], "notify_reading_room": []},
     "monitor_mammo_model": {"pick_study_date": ["check_model_integrity", "monitor_drift"],
                             "check_model_integrity": ["monitor_drift"],
                             "monitor_drift": ["trigger_retraining"], "trigger_retraining": []},
@@ -309,7 +312,7 @@ def test_pacs_pulls_and_training_take_their_pools(dags: dict[str, dict[str, Any]
     assert dags["retrain_mammo_model"]["pools"]["ingest_new_studies"] == "pacs"
     screening = dags["screen_daily_mammograms"]
     for name in ("retrieve_from_pacs", "plan_screening", "score_batch", "merge_screening",
-                 "deliver_results"):  # everything that reads or writes Orthanc or the PACS
+                 "deliver_results", "catch_up_late_arrivals"):  # all that reads or writes Orthanc or the PACS
         assert screening["pools"][name] == "pacs", name
     assert dags["retrain_mammo_model"]["pools"]["train_challenger"] == "training"
     # training has its own, longer timeout (12 h by default, every other task 2 h)
@@ -326,8 +329,9 @@ def test_a_night_is_scored_in_mapped_batches_merged_once_every_batch_is_in(
     assert dag["trigger_rules"]["merge_screening"] == "none_failed"
     # batches spread over every worker; the PACS and the night's plan and merge run on pacs
     assert dag["queues"]["score_batch"] == "default"
-    assert {dag["queues"][t] for t in ("retrieve_from_pacs", "plan_screening", "merge_screening",
-                                       "deliver_results", "apply_retention")} == {"pacs"}
+    pacs_work = ("retrieve_from_pacs", "plan_screening", "merge_screening", "deliver_results",
+                 "apply_retention", "catch_up_late_arrivals")
+    assert {dag["queues"][t] for t in pacs_work} == {"pacs"}
 
 
 def test_every_task_goes_to_a_known_queue_training_to_gpu_pacs_work_to_pacs(

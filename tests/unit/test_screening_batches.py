@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -294,6 +295,45 @@ def test_the_merged_night_equals_the_one_shot_night(night: dict[str, Any],
     assert set(merged.stage_seconds) >= {"collect", "score", "aggregate", "store", "write_back", "worklist"}
     (record,) = _table("screening_runs")
     assert record["status"] == "complete" and record["exams"] == 5
+
+
+def test_the_merge_holds_one_batchs_arrays_and_headers_at_a_time(night: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A night's merge loaded every batch's model inputs, heatmaps and DICOM headers at once:
+    its memory grew with the night (13 GB for 2,000 exams at 512x416). Now a batch's arrays
+    are loaded when the merge comes to it and are gone before the next batch's are read."""
+    _batch_size(monkeypatch, 2)
+    planned = batches.plan(NIGHT)
+    for b in planned.batches:
+        batches.score_batch(b.task, b.date, b.batch, b.plan_id, b.exams)
+    live: set[tuple[int, str]] = set()  # (batch, array) still referenced
+    loads: list[tuple[int, set[tuple[int, str]]]] = []  # (batch loaded, arrays alive then)
+    read_arrays, read_instances = staging.read_arrays, merge.studies.read_instances
+
+    def tracked(plan: plans.Plan, batch: staging.StagedRecord) -> tuple[np.ndarray, np.ndarray]:
+        loads.append((batch.batch, set(live)))
+        arrays = read_arrays(plan, batch)
+        for name, a in zip(("images", "heatmaps"), arrays, strict=True):
+            while isinstance(a.base, np.ndarray):  # the array owning the memory: views keep it
+                a = a.base
+            live.add((batch.batch, name))
+            weakref.finalize(a, live.discard, (batch.batch, name))
+        return arrays
+
+    headers: list[int] = []  # instances per header read
+
+    def counted(client: Any, ids: list[str], *args: Any, **kwargs: Any) -> list[pydicom.Dataset]:
+        headers.append(len(ids))
+        return read_instances(client, ids, *args, **kwargs)
+
+    monkeypatch.setattr(staging, "read_arrays", tracked)
+    monkeypatch.setattr(merge.studies, "read_instances", counted)
+    merged = merge.merge(NIGHT, notify=False)
+    assert loads == [(0, set()), (1, set()), (2, set())]  # each batch once, none still held
+    assert headers == [8, 8, 4]  # 2, 2 and 1 scored exams of 4 views: one batch's headers a call
+    assert (merged.exams, merged.views_scored, merged.batches) == (5, 20, 3)
+    assert merged.write_back["exams"] == 5
+    assert len(list((Path(merged.worklist).parent / "img").iterdir())) == 5 * 4 * 2
 
 
 def test_an_empty_night_has_no_batch_and_still_gets_its_page(night: dict[str, Any]) -> None:

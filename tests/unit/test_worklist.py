@@ -4,6 +4,7 @@ and publication by one rename."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from pipelines.screening.worklist import (
     THUMB_HEIGHT,
     Night,
     WorklistEntry,
+    drafted_night,
     publish_index,
     publish_night,
     thumbnails,
@@ -156,6 +158,40 @@ def test_a_bad_image_names_exam_and_view_and_keeps_the_previous_night(tmp_path: 
     with pytest.raises(PermanentError, match=r"exam ex-bad view R-MLO: image .*\(3, 4, 5\)"):
         publish_night(tmp_path, NIGHT, [*ENTRIES, bad])
     assert good.html.read_text() == before
+    assert sorted(p.name for p in (tmp_path / "mammo").iterdir() if p.name.startswith(".")) == \
+        [os.readlink(tmp_path / "mammo" / "2026-03-14")]  # no staging folder left behind
+
+
+def _bytes(folder: Path) -> dict[Path, bytes]:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_night_drafted_batch_by_batch_is_the_night_published_at_once(tmp_path: Path) -> None:
+    """The merge ranks the whole night, then renders one batch's images at a time."""
+    whole = publish_night(tmp_path / "whole", NIGHT, ENTRIES)
+    bare = [dataclasses.replace(e, images={}) for e in ENTRIES]
+    with drafted_night(tmp_path / "parts", NIGHT, bare) as draft:
+        for first in (4, 0, 2):  # batches in any order, each with its own images only
+            draft.render(first, ENTRIES[first:first + 2])
+        assert not draft.files.html.exists()  # nothing published before the block ends
+    assert draft.files.html.is_file()
+    assert _bytes(draft.files.folder) == _bytes(whole.folder)
+    with pytest.raises(ValueError, match="exam ex-top is not entry 0"), \
+            drafted_night(tmp_path / "parts", NIGHT, bare) as draft:
+        draft.render(0, ENTRIES[1:2])
+
+
+def test_a_draft_failing_in_a_later_batch_keeps_the_previous_night(tmp_path: Path) -> None:
+    good = publish_night(tmp_path, NIGHT, ENTRIES)
+    before = _bytes(good.folder)
+    bad = entry("ex-bad", 0.5, 5)
+    bad.images["R-MLO"] = (np.zeros((3, 4, 5), np.float32), np.zeros((1, 1), np.float32))
+    night = [dataclasses.replace(e, images={}) for e in [*ENTRIES, bad]]
+    with pytest.raises(PermanentError, match="exam ex-bad view R-MLO"), \
+            drafted_night(tmp_path, Night("2026-03-14", "mammo", "8", None, 0, None), night) as draft:
+        draft.render(0, ENTRIES)
+        draft.render(5, [bad])
+    assert _bytes(good.folder) == before
     assert sorted(p.name for p in (tmp_path / "mammo").iterdir() if p.name.startswith(".")) == \
         [os.readlink(tmp_path / "mammo" / "2026-03-14")]  # no staging folder left behind
 
