@@ -250,17 +250,6 @@ def read_arrays(plan: Plan, staged: StagedRecord) -> tuple[np.ndarray, np.ndarra
     return images, heatmaps
 
 
-def read_batches(plan: Plan) -> list[StagedBatch]:
-    """Every batch of the plan as it staged it, in order, arrays included: all of them in
-    memory at once, so the merge reads `read_staged` and `read_arrays` instead.
-
-    Raises:
-        PermanentError: as `read_staged` and `read_arrays`.
-    """
-    return [StagedBatch(b.batch, b.exams, *read_arrays(plan, b), b.features, b.shadow, b.stage_seconds)
-            for b in read_staged(plan)]
-
-
 def _gone(plan: Plan, batch: int, arrays: Path) -> PermanentError:
     return PermanentError(f"{plan.task} {plan.study_date}: the staged arrays of batch {batch} "
                           f"are missing under {arrays.parent} (is RADFLOW_LAKE_STORE shared "

@@ -104,12 +104,8 @@ class NightFiles:
     json: Path
 
 
-def ordered(entries: list[WorklistEntry]) -> list[WorklistEntry]:
-    """Highest suspicion first, then highest score, then exam id (a stable order)."""
-    return sorted(entries, key=_rank_key)
-
-
 def _rank_key(e: WorklistEntry) -> tuple[int, float, str]:
+    """Highest suspicion first, then highest score, then exam id (a stable order)."""
     return -e.suspicion, -e.score, e.exam_id
 
 
@@ -334,7 +330,7 @@ class NightDraft:
         self.files = NightFiles(live, live / "index.html", live / "worklist.csv", live / "worklist.json")
         self._folder, self._night, self._entries, self._pool = folder, night, entries, pool
         # the page's order, known before any image: rank r shows entries[order[r - 1]]
-        self._order = sorted(range(len(entries)), key=lambda i: _rank_key(entries[i]))  # as `ordered`
+        self._order = sorted(range(len(entries)), key=lambda i: _rank_key(entries[i]))
         self._rank = {i: r for r, i in enumerate(self._order, 1)}
         self._pictures: dict[int, dict[str, tuple[str, str]]] = {}
         (folder / "img").mkdir()

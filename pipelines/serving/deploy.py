@@ -82,7 +82,7 @@ def clear_leftovers(model: str) -> int:
     config being written). Call it with the model's deploy lock held; returns how many."""
     folder = get_settings().triton_repository / model
     hidden = [p for p in folder.iterdir() if p.name.startswith(".")] if folder.is_dir() else []
-    downloads = list(downloads_dir().glob(f"{model}-*")) if downloads_dir().is_dir() else []
+    downloads = list(downloads_dir().glob(f"{model}-*"))  # none when the folder does not exist
     for path in (*hidden, *downloads):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     return len(hidden) + len(downloads)

@@ -76,17 +76,21 @@ class Stack:
         out["_stderr"] = proc.stderr
         return out
 
+    def orthanc_api(self) -> tuple[str, tuple[str, str]]:
+        """The stack's Orthanc REST URL and radflow's login to it (user, password)."""
+        return (f"http://127.0.0.1:{self.env['RADFLOW_ORTHANC_HTTP_PORT']}",
+                ("radflow", self.secret("orthanc", "RADFLOW_ORTHANC_PASSWORD")))
+
     def wait_stable(self, timeout: float = 120) -> None:
         """Block until Orthanc has marked every study stable."""
         import time
 
         import httpx
 
-        url = f"http://127.0.0.1:{self.env['RADFLOW_ORTHANC_HTTP_PORT']}"
-        secret = (self.state / "secrets" / "orthanc.env").read_text().strip().split("=", 1)[1]
+        url, auth = self.orthanc_api()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            studies = httpx.get(f"{url}/studies", params={"expand": 1}, auth=("radflow", secret)).json()
+            studies = httpx.get(f"{url}/studies", params={"expand": 1}, auth=auth).json()
             if studies and all(s["IsStable"] for s in studies):
                 return
             time.sleep(1)

@@ -23,14 +23,9 @@ NIGHT, DOWN_NIGHT, CHEST_NIGHT = "2026-10-12", "2026-10-13", "2026-10-14"
 EXAMS = 8
 
 
-def _orthanc(stack: Stack) -> tuple[str, tuple[str, str]]:
-    secret = (stack.state / "secrets" / "orthanc.env").read_text().strip().split("=", 1)[1]
-    return f"http://127.0.0.1:{stack.env['RADFLOW_ORTHANC_HTTP_PORT']}", ("radflow", secret)
-
-
 def radflow_series(stack: Stack) -> list[dict]:
     """Every series radflow wrote into Orthanc (Manufacturer radflow)."""
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     out = []
     for series in httpx.get(f"{url}/series", params={"expand": 1}, auth=auth).json():
         tags = series["MainDicomTags"]
@@ -87,7 +82,7 @@ def test_a_night_is_screened_with_artifacts_discounted(stack: Stack, night: dict
 
 def test_results_go_back_into_each_study_and_onto_the_worklist(stack: Stack, night: dict) -> None:
     series = radflow_series(stack)
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     studies = [s for s in httpx.get(f"{url}/studies", params={"expand": 1}, auth=auth).json()
                if s["MainDicomTags"].get("StudyDate") == NIGHT.replace("-", "")]
     assert len(studies) == EXAMS

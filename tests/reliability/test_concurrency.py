@@ -44,13 +44,8 @@ def stack_settings(folder: Path) -> dict[str, str]:
     return {"RADFLOW_GATEWAY_STORE_AETS": f"{SECOND_AET}@127.0.0.1:11112"}
 
 
-def _orthanc(stack: Stack) -> tuple[str, tuple[str, str]]:
-    return (f"http://127.0.0.1:{stack.env['RADFLOW_ORTHANC_HTTP_PORT']}",
-            ("radflow", stack.secret("orthanc", "RADFLOW_ORTHANC_PASSWORD")))
-
-
 def _studies_with_uid(stack: Stack, uid: str) -> list[str]:
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     found = httpx.post(f"{url}/tools/find", auth=auth,
                        json={"Level": "Study", "Query": {"StudyInstanceUID": uid}})
     found.raise_for_status()
@@ -73,7 +68,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, dic
 def _radflow_series(stack: Stack, study_date: str) -> dict[str, list[tuple[str, int]]]:
     """Orthanc study id -> (SeriesDescription kind, instances) of each radflow series, for
     every study of the date."""
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     out: dict[str, list[tuple[str, int]]] = {}
     for study in httpx.get(f"{url}/studies", params={"expand": 1}, auth=auth).json():
         if study["MainDicomTags"].get("StudyDate") != study_date.replace("-", ""):
@@ -110,7 +105,7 @@ def test_twenty_clients_store_one_exam_and_four_ingests_take_it_once(stack: Stac
     assert accepted == CLIENTS * len(views)
     stack.wait_stable()
     studies = _studies_with_uid(stack, uid)
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     instances = httpx.get(f"{url}/studies/{studies[0]}/instances", auth=auth).json() if studies else []
     assert (len(studies), len(instances)) == (1, 4)
 

@@ -21,6 +21,7 @@ The figures go to docs/reliability.md (tests.reliability.figures).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -124,20 +125,13 @@ def _spawn(stack: Stack, log: Path, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _last_json(log: Path) -> dict[str, Any]:
-    import json
-
     lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
     assert lines, log.read_text()[-3000:]
     return dict(json.loads(lines[-1]))
 
 
-def _orthanc(stack: Stack) -> tuple[str, tuple[str, str]]:
-    return (f"http://127.0.0.1:{stack.env['RADFLOW_ORTHANC_HTTP_PORT']}",
-            ("radflow", stack.secret("orthanc", "RADFLOW_ORTHANC_PASSWORD")))
-
-
 def _studies(stack: Stack, date: str) -> list[str]:
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     found = httpx.post(f"{url}/tools/find", auth=auth, timeout=120,
                        json={"Level": "Study", "Query": {"StudyDate": date.replace("-", ""),
                                                          "ModalitiesInStudy": "MG"}})
@@ -147,7 +141,7 @@ def _studies(stack: Stack, date: str) -> list[str]:
 
 def _radflow_series(stack: Stack, date: str) -> dict[str, Counter[str]]:
     """Per study of the date, radflow's series by kind (SR, CAD-SR, heatmaps)."""
-    url, auth = _orthanc(stack)
+    url, auth = stack.orthanc_api()
     found = httpx.post(f"{url}/tools/find", auth=auth, timeout=300, json={
         "Level": "Series", "Expand": True,
         "Query": {"StudyDate": date.replace("-", ""), "Manufacturer": "radflow"}})

@@ -162,6 +162,12 @@ def _batch_size(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     config.reset_settings()
 
 
+def _read_batches(plan: plans.Plan) -> list[staging.StagedBatch]:
+    """Every batch of the plan as it staged it, arrays included."""
+    return [staging.StagedBatch(b.batch, b.exams, *staging.read_arrays(plan, b), b.features, b.shadow,
+                                b.stage_seconds) for b in staging.read_staged(plan)]
+
+
 def _table(name: str, *drop: str) -> list[dict[str, Any]]:
     table = db.metadata.tables[name]
     with db.get_engine().connect() as conn:
@@ -353,7 +359,7 @@ def test_a_completed_nights_staging_is_dropped_when_another_night_is_planned(
     batches.plan("2026-03-15")
     assert not plans.folder("mammo", NIGHT).exists() and _table("screening_staged") == []
     with pytest.raises(PermanentError, match=r"batch\(es\) 0 of 1"):  # its merge asks for its batch again
-        staging.read_batches(plans.load_plan("mammo", NIGHT))
+        staging.read_staged(plans.load_plan("mammo", NIGHT))
 
 
 def test_flags_rank_the_whole_night_not_each_batch() -> None:
@@ -378,7 +384,7 @@ def test_two_attempts_staging_one_batch_at_once_leave_the_files_its_row_names(
     b = planned.batches[0]
     batches.score_batch(b.task, b.date, b.batch, b.plan_id, b.exams)
     plan = plans.load_plan("mammo", NIGHT)
-    (staged,) = staging.read_batches(plan)
+    (staged,) = _read_batches(plan)
     both_written = threading.Barrier(2, timeout=60)
     real_write = staging.write_file
 
@@ -393,7 +399,7 @@ def test_two_attempts_staging_one_batch_at_once_leave_the_files_its_row_names(
         attempts = [pool.submit(staging.write_batch, plan, staged) for _ in range(2)]
         for attempt in attempts:
             attempt.result(timeout=120)
-    (again,) = staging.read_batches(plan)  # the row's files are there
+    (again,) = _read_batches(plan)  # the row's files are there
     assert np.array_equal(again.images, staged.images) and again.exams == staged.exams
     assert len(list(plans.folder("mammo", NIGHT).iterdir())) == 2  # only the row's arrays and features
 
