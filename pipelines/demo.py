@@ -40,11 +40,20 @@ def wait_until_stable(timeout_s: float = 600) -> None:
             time.sleep(2)
 
 
+# The synthetic exams are drawn from their study date (pipelines/synth/seeding.py). The
+# training archive is dated up to this fixed day, so every run of the demo, on any day,
+# trains on the same exams and meets the promotion floor with the same first champion
+# (relative dates drew a new archive each day: test AUC 0.97 one day, 0.74 another, and
+# the floor then refused the champion). Only tonight's exams move with the calendar.
+ARCHIVE_END = dt.date(2026, 1, 31)
+
+
 def plan(exams: int, days: int, today: dt.date) -> tuple[list[tuple[str, int]], tuple[str, int]]:
-    """Training dates with their exam counts, and tonight's (date, exams) to screen."""
+    """Training dates (the fixed archive, ARCHIVE_END and the days before it) with their
+    exam counts, and tonight's (date, exams) to screen: yesterday's."""
     night = max(8, exams // 5)
     train_days = max(1, days - 1)
-    dates = [(today - dt.timedelta(days=train_days + 1 - i)).isoformat() for i in range(train_days)]
+    dates = [(ARCHIVE_END - dt.timedelta(days=train_days - 1 - i)).isoformat() for i in range(train_days)]
     per_day = [(exams - night) // train_days] * train_days
     per_day[-1] += (exams - night) - sum(per_day)
     return list(zip(dates, per_day, strict=True)), ((today - dt.timedelta(days=1)).isoformat(), night)
@@ -129,7 +138,8 @@ def _render(summary: dict[str, Any]) -> str:
         f"MLflow           {summary['mlflow']}   (login admin, RADFLOW_MLFLOW_ADMIN_PASSWORD in "
         f"{summary['secrets']}/mlflow.env)",
         f"Triton           {summary['triton']}",
-        f"trained on       {summary['training_exams']} exams; champion = version "
+        f"trained on       {summary['training_exams']} exams (the demo's fixed synthetic archive, "
+        f"dated up to {ARCHIVE_END}); champion = version "
         f"{summary['model_version']}, exam-level test AUC {summary['test_auc']:.3f}",
         f"screened         {summary['screened_exams']} exams of {summary['screened_date']}, "
         f"{summary['flagged']} flagged",
