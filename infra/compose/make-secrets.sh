@@ -40,6 +40,9 @@ database_uri = postgresql://mlflow:$(get mlflow_db_password)@postgres:5432/mlflo
 admin_username = admin
 admin_password = $(get mlflow_admin_password)
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# a login's password (scrypt) is checked once a minute per worker, not at every request: a
+# password changed or a user deleted may still be accepted by another worker for 60 s
+auth_cache_ttl_seconds = 60
 INI
 [ -s "$dir/mlflow_s3_credentials" ] || cat > "$dir/mlflow_s3_credentials" <<INI
 [default]

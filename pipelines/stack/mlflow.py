@@ -29,6 +29,7 @@ from pipelines.stack import secrets
 WORKSPACE = "default"
 ROLES = {"radflow-pipeline": "EDIT", "ml-team": "EDIT", "viewer": "READ"}
 RESOURCES = ("experiment", "registered_model")
+AUTH_CACHE_TTL_S = 60
 
 
 def pipeline_password(s: RadflowSettings) -> str:
@@ -59,6 +60,10 @@ def write_auth_config(s: RadflowSettings) -> Path:
         f"admin_password = {s.mlflow_admin_secret()}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access = false",
+        # A login's password is checked (scrypt, 0.1-0.3 s of CPU) once a minute, not at
+        # every request. The server runs one worker, so a password changed or a user
+        # deleted through MLflow's API takes effect at once.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}",
         "",
     ])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -78,6 +83,10 @@ def command(s: RadflowSettings) -> tuple[list[str], dict[str, str]]:
            if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_ADMIN_"))}
     env.update({
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # MLflow 3 starts a job runner by default (GenAI scorers, trace archival): some
+        # eight huey consumer processes of about 250 MB each and 30 s of CPU at every
+        # start. radflow runs no MLflow jobs.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.read(s.secret_file("mlflow"),
                                                        "MLFLOW_FLASK_SERVER_SECRET_KEY"),

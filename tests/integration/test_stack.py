@@ -120,6 +120,13 @@ def test_mlflow_triton_and_airflow_listen_on_loopback_only(stack: Stack) -> None
         assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, (name, listening)
 
 
+def test_mlflow_runs_without_its_job_runner(stack: Stack) -> None:
+    # MLflow 3 otherwise starts about eight huey consumers of some 250 MB each (GenAI jobs)
+    family = psutil.Process(_pids(stack)["mlflow"]).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in family]
+    assert commands and not [c for c in commands if "huey" in c], commands
+
+
 def test_down_stops_only_what_up_started(stack: Stack) -> None:
     # A process this stack did not start, listening on a port of its own, survives `down`.
     other = subprocess.Popen(["python3", "-m", "http.server", "--bind", "127.0.0.1", "0"],

@@ -191,3 +191,18 @@ def test_the_triton_admin_key_comes_from_the_environment_or_a_private_file(
     reset_settings()
     assert ensure_admin_key(get_settings()) == "from-the-vault"
     assert TritonClient()._admin == {"radflow-admin-key": "from-the-vault"}
+
+
+def test_mlflow_checks_a_password_once_a_minute_and_runs_no_job_runner(
+        own_ports: pytest.MonkeyPatch) -> None:
+    from mlflow.server.auth.config import read_auth_config
+
+    from pipelines.config import get_settings
+    from pipelines.stack import mlflow
+
+    argv, env = mlflow.command(get_settings())
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert argv[argv.index("--workers") + 1] == "1"  # so a password change applies at once
+    own_ports.setenv("MLFLOW_AUTH_CONFIG_PATH", env["MLFLOW_AUTH_CONFIG_PATH"])
+    config = read_auth_config()
+    assert (config.auth_cache_ttl_seconds, config.default_permission) == (60, "NO_PERMISSIONS")
