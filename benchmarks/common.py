@@ -39,12 +39,13 @@ def write_result(name: str, unit: str, value: float, limit: float, limit_definit
 
 
 @contextmanager
-def throwaway_stack(only: str) -> Iterator[dict[str, str]]:
-    """`radflow stack up --only <only>` in a temp state dir on free ports; down afterwards."""
+def throwaway_stack(only: str, **settings: str) -> Iterator[dict[str, str]]:
+    """`radflow stack up --only <only>` in a temp state dir on free ports, with extra
+    `settings` (environment variables); down afterwards."""
     from tests.integration.stack import stack_env
 
     with tempfile.TemporaryDirectory(prefix="radflow-bench-") as tmp:
-        env = stack_env(Path(tmp), f"sqlite:///{tmp}/radflow.db")
+        env = {**stack_env(Path(tmp), f"sqlite:///{tmp}/radflow.db"), **settings}
         subprocess.run([RADFLOW, "stack", "up", "--only", only, "--json"], env=env, check=True,
                        capture_output=True, timeout=600)
         try:

@@ -2,12 +2,12 @@
 
 MLflow's basic-auth app checks the login's password hash (scrypt) at every request unless
 its credential cache is on (`auth_cache_ttl_seconds`, off by default). radflow's stack turns
-it on (pipelines/stack/mlflow.py): a training run, a promotion or a deploy makes hundreds of
-requests.
+it on (RADFLOW_MLFLOW_AUTH_CACHE_S, default 60 s): a training run, a promotion or a deploy
+makes hundreds of requests.
 
 Setup (not timed): MLflow alone, twice, in a throwaway state dir: as radflow configures it,
-then with MLflow's default (no cache). Measured: the server's CPU seconds (every process of
-it) over N authenticated `experiments/search` requests.
+then with MLflow's default (RADFLOW_MLFLOW_AUTH_CACHE_S=0, no cache). Measured: the server's
+CPU seconds (every process of it) over N authenticated `experiments/search` requests.
 
 value = server CPU ms per request as radflow runs it; limit = the same with MLflow's default;
 ratio = limit / value (target 5: the cache must cut the server's CPU per request at least
@@ -19,49 +19,36 @@ fivefold).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
-from unittest import mock
 
 import httpx
 import psutil
 
-from benchmarks.common import write_result
+from benchmarks.common import throwaway_stack, write_result
+
+SEARCH = "/api/2.0/mlflow/experiments/search"
 
 
 def _server_cpu_ms(requests: int, cache_s: int) -> float:
     """CPU ms of the MLflow server per authenticated request, its credential cache `cache_s`."""
-    from pipelines import config
-    from pipelines.stack import manage, mlflow
-    from tests.integration.stack import stack_env
+    from pipelines.config import read_secret_file
 
-    with tempfile.TemporaryDirectory(prefix="radflow-bench-") as tmp:
-        env = stack_env(Path(tmp), f"sqlite:///{tmp}/radflow.db")
-        old, mlflow.AUTH_CACHE_TTL_S = mlflow.AUTH_CACHE_TTL_S, cache_s
-        with mock.patch.dict(os.environ, env, clear=True):
-            config.get_settings.cache_clear()
-            try:
-                manage.up(["mlflow"])
-                s = config.get_settings()
-                root = psutil.Process(int((s.state / "run" / "mlflow.pid").read_text()))
-                family = [root, *root.children(recursive=True)]
+    with throwaway_stack("mlflow", RADFLOW_MLFLOW_AUTH_CACHE_S=str(cache_s)) as env:
+        state = Path(env["RADFLOW_STATE_DIR"])
+        root = psutil.Process(int((state / "run" / "mlflow.pid").read_text()))
+        family = [root, *root.children(recursive=True)]
 
-                def cpu() -> float:
-                    return sum(sum(p.cpu_times()[:2]) for p in family)
+        def cpu() -> float:
+            return sum(sum(p.cpu_times()[:2]) for p in family)
 
-                auth = (s.mlflow_admin_username, s.mlflow_admin_secret())
-                with httpx.Client(base_url=s.mlflow_uri, auth=auth, timeout=60) as client:
-                    client.post("/api/2.0/mlflow/experiments/search", json={"max_results": 1})
-                    before = cpu()
-                    for _ in range(requests):
-                        client.post("/api/2.0/mlflow/experiments/search",
-                                    json={"max_results": 1}).raise_for_status()
-                    return 1000 * (cpu() - before) / requests
-            finally:
-                manage.down(["mlflow"])
-                mlflow.AUTH_CACHE_TTL_S = old
-                config.get_settings.cache_clear()
+        auth = ("admin", read_secret_file(state / "secrets" / "mlflow.env", "RADFLOW_MLFLOW_ADMIN_PASSWORD"))
+        with httpx.Client(base_url=f"http://127.0.0.1:{env['RADFLOW_MLFLOW_PORT']}", auth=auth,
+                          timeout=60) as client:
+            client.post(SEARCH, json={"max_results": 1}).raise_for_status()
+            before = cpu()
+            for _ in range(requests):
+                client.post(SEARCH, json={"max_results": 1}).raise_for_status()
+            return 1000 * (cpu() - before) / requests
 
 
 def main() -> None:

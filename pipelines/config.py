@@ -98,6 +98,10 @@ class RadflowSettings(BaseSettings):
     mlflow_admin_username: str = "admin"  # the embedded server's admin (creates the users)
     mlflow_admin_password: SecretStr | None = None  # else <state>/secrets/mlflow.env
     mlflow_experiment: str = "mammo-screening"
+    # The embedded server checks a login's password (scrypt, 0.1-0.4 s of CPU) once per this
+    # many seconds instead of at every request; 0 checks every request. It runs one worker,
+    # so a password changed or a user deleted through MLflow's API applies at once.
+    mlflow_auth_cache_s: int = Field(default=60, ge=0)
     # The registered-model policy (gates, approver logins); default mlflow/registered_models.yaml
     registry_policy_file: Path | None = None
 

@@ -29,7 +29,6 @@ from pipelines.stack import secrets
 WORKSPACE = "default"
 ROLES = {"radflow-pipeline": "EDIT", "ml-team": "EDIT", "viewer": "READ"}
 RESOURCES = ("experiment", "registered_model")
-AUTH_CACHE_TTL_S = 60
 
 
 def pipeline_password(s: RadflowSettings) -> str:
@@ -60,10 +59,7 @@ def write_auth_config(s: RadflowSettings) -> Path:
         f"admin_password = {s.mlflow_admin_secret()}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access = false",
-        # A login's password is checked (scrypt, 0.1-0.3 s of CPU) once a minute, not at
-        # every request. The server runs one worker, so a password changed or a user
-        # deleted through MLflow's API takes effect at once.
-        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}",
+        f"auth_cache_ttl_seconds = {s.mlflow_auth_cache_s}",  # see the setting
         "",
     ])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
